@@ -1,0 +1,86 @@
+"""The exception tree. Every error the package raises on purpose is a :class:`MonitorError`; the CLI turns
+one into a single line on stderr and an exit code (``exit_code``), never a traceback.
+
+    MonitorError
+    ├── ConfigError          bad queries.toml / environment          (exit 2)
+    ├── UsageError           bad command-line value                  (exit 2)
+    ├── EntrezError          E-utilities gave up or answered an error (exit 1)
+    │   ├── RateLimited      HTTP 429 after every retry
+    │   └── QueryDegraded    NCBI dropped part of a query (PhraseNotFound, FieldNotFound …)
+    ├── ParseError           a response that is not the XML we asked for
+    ├── StorageError         database unreachable, locked, or schema problems
+    ├── PublishError         feeds could not be written
+    └── MailError            the digest could not be sent
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error the monitor raises deliberately."""
+
+    exit_code = 1
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid. ``path`` is the file, ``key`` the dotted key path (``queries[2].term``)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        self.detail = message
+        prefix = ": ".join(p for p in (path, key) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class UsageError(MonitorError):
+    """A bad command-line value."""
+
+    exit_code = 2
+
+
+class EntrezError(MonitorError):
+    """An E-utilities request failed for good (after retries) or NCBI answered with an error body."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class RateLimited(EntrezError):
+    """NCBI kept answering HTTP 429."""
+
+
+class QueryDegraded(EntrezError):
+    """NCBI silently changed the query (a phrase or field tag was not found); its results are not trusted.
+
+    ``problems`` are ``(kind, text)`` pairs from ErrorList/WarningList, e.g. ``("PhraseNotFound", "abcXYZ")``.
+    """
+
+    def __init__(self, query: str, problems: tuple[tuple[str, str], ...]) -> None:
+        self.query = query
+        self.problems = problems
+        listed = "; ".join(f"{kind} {text!r}" for kind, text in problems)
+        super().__init__(
+            f"query {query!r} is degraded ({listed}): NCBI would run a broader search than written; "
+            "fix the term in queries.toml"
+        )
+
+
+class ParseError(MonitorError):
+    """A document is not the PubMed/E-utilities XML we expected."""
+
+
+class StorageError(MonitorError):
+    """The database could not be used."""
+
+
+class PublishError(MonitorError):
+    """Feeds or pages could not be written."""
+
+
+class MailError(MonitorError):
+    """The digest email could not be sent."""

@@ -1,0 +1,274 @@
+"""Frozen value objects passed between the stages (parse → store → cycle → CLI).
+
+Nothing here does I/O. Parsed records (:class:`Article`, :class:`Deletion`, :class:`RecordError`) come out
+of :mod:`monitor.pubmed`; :class:`SearchResult` out of :mod:`monitor.entrez`; :class:`QueryReport` and
+:class:`RunReport` out of :mod:`monitor.cycle`. ORM rows never leave :mod:`monitor.store`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+# CommentsCorrections RefTypes that change how a reader should treat a paper.
+STATUS_REF_TYPES: frozenset[str] = frozenset(
+    {
+        "RetractionIn",
+        "RetractionOf",
+        "ErratumIn",
+        "ErratumFor",
+        "ExpressionOfConcernIn",
+        "ExpressionOfConcernFor",
+        "UpdateIn",
+        "UpdateOf",
+        "RepublishedIn",
+        "RepublishedFrom",
+        "ReprintIn",
+        "ReprintOf",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AbstractSection:
+    """One ``AbstractText`` element: its ``Label``/``NlmCategory`` (None when unstructured) and its text
+    with inline markup (``<i>``, ``<sup>`` …) flattened to plain text."""
+
+    text: str
+    label: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    last_name: str | None = None
+    fore_name: str | None = None
+    initials: str | None = None
+    collective_name: str | None = None
+    orcid: str | None = None
+    affiliations: tuple[str, ...] = ()
+
+    @property
+    def display_name(self) -> str:
+        if self.collective_name:
+            return self.collective_name
+        return " ".join(p for p in (self.fore_name, self.last_name) if p) or (self.initials or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    title: str | None = None
+    iso_abbreviation: str | None = None
+    issn: str | None = None
+    volume: str | None = None
+    issue: str | None = None
+    pages: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeshQualifier:
+    name: str
+    ui: str | None = None
+    major: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MeshHeading:
+    descriptor: str
+    ui: str | None = None
+    major: bool = False
+    qualifiers: tuple[MeshQualifier, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationType:
+    name: str
+    ui: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A ``CommentsCorrections`` link whose RefType is in :data:`STATUS_REF_TYPES`."""
+
+    ref_type: str
+    ref_source: str | None = None
+    pmid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryDate:
+    """``PubmedData/History/PubMedPubDate``: PubStatus (received, accepted, entrez, pubmed, medline …)
+    and the date (ISO ``YYYY-MM-DD``; hour/minute dropped)."""
+
+    status: str
+    date: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One PubMed record (``PubmedArticle``, ``PubmedBookArticle`` or a bare ``MedlineCitation``)."""
+
+    pmid: str
+    version: int = 1
+    kind: str = "article"  # "article" | "book"
+    status: str | None = None  # MedlineCitation@Status (MEDLINE, PubMed-not-MEDLINE, In-Process …)
+    title: str = ""
+    abstract: tuple[AbstractSection, ...] = ()
+    authors: tuple[Author, ...] = ()
+    journal: Journal = field(default_factory=Journal)
+    pub_date: str | None = None  # as printed: "2019 Mar 5", "1998 Dec-1999 Jan", "2020"
+    sort_date: dt.date | None = None  # normalised from pub_date (first day of an unknown month/day)
+    doi: str | None = None
+    pmcid: str | None = None
+    pii: str | None = None
+    languages: tuple[str, ...] = ()
+    mesh: tuple[MeshHeading, ...] = ()
+    keywords: tuple[str, ...] = ()
+    publication_types: tuple[PublicationType, ...] = ()
+    corrections: tuple[Correction, ...] = ()
+    date_revised: dt.date | None = None
+    date_completed: dt.date | None = None
+    history: tuple[HistoryDate, ...] = ()
+
+    @property
+    def abstract_text(self) -> str:
+        """The abstract as one string: labelled sections as ``LABEL: text``, joined by blank lines."""
+        parts = [f"{s.label}: {s.text}" if s.label else s.text for s in self.abstract]
+        return "\n\n".join(p for p in parts if p)
+
+    @property
+    def year(self) -> int | None:
+        return self.sort_date.year if self.sort_date else None
+
+    @property
+    def is_retracted(self) -> bool:
+        return any(c.ref_type == "RetractionIn" for c in self.corrections) or any(
+            p.name == "Retracted Publication" for p in self.publication_types
+        )
+
+    def history_date(self, status: str) -> dt.date | None:
+        for h in self.history:
+            if h.status == status:
+                return h.date
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (dates as ISO strings, tuples as lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Article:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(data)
+        d["abstract"] = tuple(AbstractSection(**s) for s in d.get("abstract", ()))
+        d["authors"] = tuple(
+            Author(**{**a, "affiliations": tuple(a.get("affiliations", ()))}) for a in d.get("authors", ())
+        )
+        d["journal"] = Journal(**d.get("journal", {}))
+        d["mesh"] = tuple(
+            MeshHeading(
+                **{**m, "qualifiers": tuple(MeshQualifier(**q) for q in m.get("qualifiers", ()))}
+            )
+            for m in d.get("mesh", ())
+        )
+        d["publication_types"] = tuple(PublicationType(**p) for p in d.get("publication_types", ()))
+        d["corrections"] = tuple(Correction(**c) for c in d.get("corrections", ()))
+        d["history"] = tuple(
+            HistoryDate(status=h["status"], date=dt.date.fromisoformat(h["date"]))
+            for h in d.get("history", ())
+        )
+        for key in ("languages", "keywords"):
+            d[key] = tuple(d.get(key, ()))
+        for key in ("sort_date", "date_revised", "date_completed"):
+            if d.get(key):
+                d[key] = dt.date.fromisoformat(d[key])
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """``DeleteCitation``: NLM withdrew this PMID."""
+
+    pmid: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A record the parser could not read; the rest of the batch is still usable."""
+
+    pmid: str | None
+    message: str
+
+
+ParsedItem = Union[Article, Deletion, RecordError]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One ESearch response, checked: ``errors``/``warnings`` are NCBI's ErrorList/WarningList entries as
+    ``(element name, text)`` pairs."""
+
+    count: int
+    ids: tuple[str, ...]
+    retstart: int = 0
+    webenv: str | None = None
+    query_key: str | None = None
+    query_translation: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What storing one batch did (counts by PMID)."""
+
+    new: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QueryReport:
+    """One query's part of a run."""
+
+    name: str
+    status: str  # "ok" | "degraded" | "failed"
+    window: tuple[dt.date, dt.date] | None = None
+    found: int = 0
+    new: int = 0
+    updated: int = 0
+    deleted: int = 0
+    skipped: int = 0  # malformed records reported and skipped
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    run_id: int
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    queries: tuple[QueryReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(q.status == "ok" for q in self.queries)
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        return "failed" if all(q.status != "ok" for q in self.queries) else "partial"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
