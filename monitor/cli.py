@@ -1,0 +1,304 @@
+"""The ``monitor`` command: parse options, build objects through :class:`App`, call one function, format.
+
+Every :class:`~monitor.errors.MonitorError` becomes one line on stderr and its exit code (1 runtime, 2 bad
+usage or config); nothing reaches the user as a traceback unless ``--debug`` asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO, TypeVar
+
+import click
+
+from . import __version__
+from .clock import Clock, clock_from_env
+from .config import Config, load_config, resolve_config_path
+from .cycle import Cycle, Progress, summarize
+from .entrez import EntrezClient
+from .errors import MonitorError, UsageError
+from .export import WRITERS
+from .store import Storage
+from .types import QueryReport
+
+log = logging.getLogger("monitor")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """The one factory: config first, then what a command asks for, each built once."""
+
+    config_option: str | None
+    debug: bool = False
+    _config: Config | None = None
+    _store: Storage | None = None
+    _clock: Clock | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(resolve_config_path(self.config_option))
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        if self._clock is None:
+            self._clock = clock_from_env()
+        return self._clock
+
+    @property
+    def store(self) -> Storage:
+        if self._store is None:
+            self._store = Storage.open(self.config.storage.url)
+            self._closers.append(self._store.close)
+        return self._store
+
+    def client(self) -> EntrezClient:
+        client = EntrezClient(self.config.entrez)
+        self._closers.append(client.close)
+        return client
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+def handle_errors(func: F) -> F:
+    """Turn our errors into one stderr line and the right exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app: App = click.get_current_context().obj
+        try:
+            return func(*args, **kwargs)
+        except MonitorError as exc:
+            if app.debug:
+                log.exception("failed")
+            click.echo(f"monitor: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("monitor: interrupted; everything stored so far is kept", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the promise is: no tracebacks for users
+            if app.debug:
+                raise
+            click.echo(f"monitor: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
+                       "report it)", err=True)
+            sys.exit(1)
+        finally:
+            app.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option}: not a date in YYYY-MM-DD form: {value!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="queries.toml to use (default: $MONITOR_CONFIG, else ./queries.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for HTTP details).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="monitor")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
+    """Watch PubMed for gut–skin axis research: fetch, store, tag and publish new papers."""
+    level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
+    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2 and not debug:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    ctx.obj = App(config_option=config_path, debug=debug)
+
+
+@main.command()
+@click.option("--query", "query_names", multiple=True, metavar="NAME", help="Run only this query (repeatable).")
+@click.option("--since", metavar="YYYY-MM-DD", help="Search from this Entrez date instead of the usual window.")
+@click.pass_obj
+@handle_errors
+def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
+    """Run one monitoring cycle: search every query, store new and revised papers."""
+    start = parse_date(since, "--since")
+    if start and start > app.clock.now().date():
+        raise UsageError(f"--since: {start} is in the future")
+    config = app.config
+    queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
+    width = max(len(q.name) for q in queries + [config.queries[0]])
+    with _progress() as progress:
+        cycle = Cycle(config, app.client(), app.store, app.clock, progress)
+
+        def show(report: QueryReport) -> None:
+            # rich's live bar redirects stdout, so plain echo lands above the bar.
+            click.echo(_report_line(report, width))
+
+        report = cycle.run(queries, since=start, on_query=show)
+    click.echo(_report_line(summarize(report), width, total=True))
+    if not report.ok:
+        bad = [q.name for q in report.queries if q.status != "ok"]
+        click.echo(f"monitor: error: {len(bad)} of {len(report.queries)} queries did not complete "
+                   f"({', '.join(bad)}); see messages above. Stored papers are kept; the next run retries.",
+                   err=True)
+        sys.exit(1)
+
+
+def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
+    counts = f"found {r.found:>6}  new {r.new:>5}  updated {r.updated:>4}"
+    if r.deleted:
+        counts += f"  deleted {r.deleted}"
+    if r.skipped:
+        counts += f"  skipped {r.skipped} malformed"
+    status = r.status.upper() if r.status != "ok" else "ok"
+    line = f"{r.name:<{width}}  {status:<8}  {counts}"
+    if r.window and not total:
+        line += f"  [{r.window[0]}..{r.window[1]}]"
+    if r.message and r.status != "ok":
+        line += f"\n{'':<{width}}  {r.message}"
+    elif r.message:
+        line += f"  ({r.message})"
+    return line
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(sorted(WRITERS)), default="jsonl", show_default=True)
+@click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
+@click.option("--include-deleted/--exclude-deleted", default=True, show_default=True,
+              help="Papers NLM withdrew (DeleteCitation) are included, flagged deleted.")
+@click.pass_obj
+@handle_errors
+def export(app: App, fmt: str, out: str | None, include_deleted: bool) -> None:
+    """Write every stored paper with all parsed fields and the queries that found it."""
+    papers = app.store.iter_papers(include_deleted=include_deleted)
+    writer = WRITERS[fmt]
+    if out is None:
+        writer(papers, sys.stdout)
+        return
+    with atomic_write(Path(out)) as fh:
+        n = writer(papers, fh)
+    click.echo(f"wrote {n} papers to {out}", err=True)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[TextIO]:
+    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
+    if path.is_dir():
+        raise UsageError(f"--out: {path} is a directory; give a file name")
+    if not path.parent.exists():
+        raise UsageError(f"--out: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@main.command()
+@click.option("--runs", "limit", default=5, show_default=True, type=click.IntRange(1, 1000),
+              help="How many recent runs to show.")
+@click.pass_obj
+@handle_errors
+def status(app: App, limit: int) -> None:
+    """Show the stored papers, each query's watermark and the last runs."""
+    store, config = app.store, app.config
+    click.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"papers: {store.count_papers()} stored ({store.count_papers(include_deleted=True)} "
+               "including withdrawn)")
+    states = {s.name: s for s in store.all_query_states()}
+    click.echo("queries:")
+    for q in config.queries:
+        s = states.get(q.name)
+        if s is None:
+            click.echo(f"  {q.name}: never run (first run backfills from {q.since})")
+        else:
+            changed = "  [term changed: next run backfills]" if s.term != q.term else ""
+            click.echo(f"  {q.name}: last success {s.last_success_at:%Y-%m-%d %H:%M} UTC, "
+                       f"window {s.window_start}..{s.window_end}{changed}")
+    runs = store.recent_runs(limit)
+    click.echo("recent runs:" if runs else "recent runs: none yet (run `monitor run`)")
+    for r in runs:
+        took = f", {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
+        click.echo(f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}")
+        for q in r.queries:
+            note = f"  {q.message}" if q.message and q.status != "ok" else ""
+            click.echo(f"      {q.name}: {q.status}, found {q.found}, new {q.new}, updated {q.updated}{note}")
+
+
+# ------------------------------------------------------------------ progress
+
+
+class _PlainProgress:
+    """Log lines instead of a bar when stderr is not a terminal (cron, CI, systemd)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def begin(self, query: str, total: int) -> None:
+        self.totals[query] = total
+        self.done[query] = 0
+        if total > 500:
+            click.echo(f"{query}: fetching {total} records", err=True)
+
+    def advance(self, query: str, n: int) -> None:
+        self.done[query] = self.done.get(query, 0) + n
+        total = self.totals.get(query, 0)
+        if total > 500:
+            click.echo(f"{query}: {min(self.done[query], total)}/{total} records", err=True)
+
+    def end(self, query: str) -> None:
+        self.totals.pop(query, None)
+
+
+class _RichProgress:
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def begin(self, query: str, total: int) -> None:
+        if query in self.tasks:
+            self.bar.update(self.tasks[query], total=total, completed=0)
+        else:
+            self.tasks[query] = self.bar.add_task(query, total=total)
+
+    def advance(self, query: str, n: int) -> None:
+        if query in self.tasks:
+            self.bar.advance(self.tasks[query], n)
+
+    def end(self, query: str) -> None:
+        task = self.tasks.pop(query, None)
+        if task is not None:
+            self.bar.remove_task(task)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Progress]:
+    if sys.stderr.isatty():
+        progress = _RichProgress()
+        with progress.bar:
+            yield progress
+    else:
+        yield _PlainProgress()
+

@@ -1,0 +1,274 @@
+"""Configuration: ``queries.toml`` → a validated, frozen :class:`Config`.
+
+Owns the file format, the environment overrides and every "what is wrong with my config" message. Each
+error names the file and the key path (``queries.toml: queries[2].term: must be a non-empty string``).
+Secrets (the NCBI API key, the SMTP password) come only from the environment, never from the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+DEFAULT_DB_URL = "sqlite:///db/monitor.sqlite3"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class EntrezConfig:
+    base_url: str = DEFAULT_BASE_URL
+    tool: str = "gut-skin-monitor"
+    email: str | None = None
+    api_key: str | None = None  # only ever from NCBI_API_KEY
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    max_attempts: int = 6
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    batch_size: int = 200
+
+    @property
+    def requests_per_second(self) -> int:
+        """NCBI's published limits: 3/s without a key, 10/s with one."""
+        return 10 if self.api_key else 3
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    url: str = DEFAULT_DB_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    term: str
+    since: dt.date
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    queries: tuple[Query, ...]
+    entrez: EntrezConfig = field(default_factory=EntrezConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    lookback_days: int = 30
+
+    def query(self, name: str) -> Query:
+        for q in self.queries:
+            if q.name == name:
+                return q
+        known = ", ".join(q.name for q in self.queries)
+        raise ConfigError(f"no query named {name!r} (known: {known})", path=self.path.name, key="queries")
+
+
+def resolve_config_path(option: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """``--config`` wins, then ``$MONITOR_CONFIG``, then ``./queries.toml``."""
+    env = os.environ if env is None else env
+    return Path(option or env.get("MONITOR_CONFIG") or "queries.toml")
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and apply environment overrides. Raises :class:`ConfigError` (exit 2)."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            "file not found (pass --config PATH or set MONITOR_CONFIG)", path=str(path)
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+    return _build(raw, path, env)
+
+
+class _Reader:
+    """Pops typed values out of one TOML table, so leftovers are the unknown keys."""
+
+    def __init__(self, table: Any, where: str, file: str) -> None:
+        self.file = file
+        self.where = where
+        if not isinstance(table, dict):
+            self.fail(None, "must be a table")
+        self.table = dict(table)
+
+    def key(self, name: str | None) -> str:
+        if not name:
+            return self.where
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str | None, message: str) -> None:
+        raise ConfigError(message, path=self.file, key=self.key(name))
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        if name not in self.table:
+            if required:
+                self.fail(name, "is required")
+            return default
+        value = self.table.pop(name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; TOML true must not pass as a number.
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(name, f"must be {_kind_name(kinds)}, not a boolean")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kinds == (dt.date,) and isinstance(value, dt.datetime):
+            self.fail(name, "must be a date like 2024-01-01 (no time)")
+        if not isinstance(value, kinds):
+            self.fail(name, f"must be {_kind_name(kinds)}, not {_toml_type(value)}")
+        return value
+
+    def text(self, name: str, default: str | None = None, required: bool = False) -> str | None:
+        value = self.get(name, str, default, required)
+        if value is not None and required and not value.strip():
+            self.fail(name, "must be a non-empty string")
+        return value
+
+    def number(self, name: str, kind: type, default: Any, minimum: float, maximum: float) -> Any:
+        value = self.get(name, kind, default)
+        if not minimum <= value <= maximum:
+            self.fail(name, f"must be between {minimum:g} and {maximum:g}, not {value}")
+        return value
+
+    def done(self) -> None:
+        if self.table:
+            unknown = sorted(self.table)[0]
+            self.fail(unknown, "unknown key (check the spelling; see README 'Configuration')")
+
+
+def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
+    file = path.name
+    top = _Reader(raw, "", file)
+    lookback = top.number("lookback_days", int, 30, 0, 3650)
+    default_since = top.get("since", dt.date)
+    entrez = _entrez(_Reader(top.get("entrez", dict, {}), "entrez", file), env)
+    storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
+    raw_queries = top.get("queries", list, required=True)
+    top.done()
+    if not raw_queries:
+        raise ConfigError("must list at least one [[queries]] table", path=file, key="queries")
+    queries: list[Query] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw_queries):
+        q = _query(_Reader(item, f"queries[{i}]", file), default_since)
+        if q.name in seen:
+            raise ConfigError(
+                f"duplicate query name {q.name!r} (also queries[{seen[q.name]}].name)",
+                path=file,
+                key=f"queries[{i}].name",
+            )
+        seen[q.name] = i
+        queries.append(q)
+    return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, lookback_days=lookback)
+
+
+def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
+    base_url = env.get("MONITOR_EUTILS_URL") or r.text("base_url", DEFAULT_BASE_URL)
+    if "api_key" in r.table:
+        r.fail("api_key", "secrets are not read from the file: set NCBI_API_KEY in the environment")
+    cfg = EntrezConfig(
+        base_url=base_url.rstrip("/"),
+        tool=r.text("tool", "gut-skin-monitor") or "gut-skin-monitor",
+        email=(env.get("NCBI_EMAIL") or r.text("email", "") or None),
+        api_key=env.get("NCBI_API_KEY") or None,
+        timeout=r.number("timeout", float, 60.0, 0.1, 3600),
+        connect_timeout=r.number("connect_timeout", float, 10.0, 0.1, 600),
+        max_attempts=r.number("max_attempts", int, 6, 1, 50),
+        backoff_seconds=r.number("backoff_seconds", float, 1.0, 0, 600),
+        max_backoff_seconds=r.number("max_backoff_seconds", float, 60.0, 0, 3600),
+        batch_size=r.number("batch_size", int, 200, 1, 10000),
+    )
+    r.done()
+    if not re.match(r"^https?://[^\s/]+", cfg.base_url):
+        where = "MONITOR_EUTILS_URL" if env.get("MONITOR_EUTILS_URL") else f"{r.file}: entrez.base_url"
+        raise ConfigError(f"{where}: must be an http(s) URL, not {cfg.base_url!r}")
+    if cfg.email and not EMAIL_RE.match(cfg.email):
+        r.fail("email", f"not an email address: {cfg.email!r}")
+    if not re.match(r"^[A-Za-z0-9._-]+$", cfg.tool):
+        r.fail("tool", "may contain only letters, digits, '.', '_' and '-' (NCBI logs it)")
+    return cfg
+
+
+def _storage(r: _Reader, path: Path, env: Mapping[str, str]) -> StorageConfig:
+    url = env.get("MONITOR_DB_URL") or r.text("url", DEFAULT_DB_URL) or DEFAULT_DB_URL
+    r.done()
+    if "://" not in url:
+        r.fail("url", f"must be a SQLAlchemy URL like {DEFAULT_DB_URL!r}, not {url!r}")
+    return StorageConfig(url=absolute_sqlite_url(url, path.resolve().parent))
+
+
+def absolute_sqlite_url(url: str, base: Path) -> str:
+    """A relative ``sqlite:///x`` path is taken relative to the config file's folder, not the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:" and not rest.startswith("/"):
+            return prefix + str(base / rest)
+    return url
+
+
+def _query(r: _Reader, default_since: dt.date | None) -> Query:
+    name = r.text("name", required=True) or ""
+    if not NAME_RE.match(name):
+        r.fail("name", f"must be a slug of lowercase letters, digits and hyphens, not {name!r}")
+    term = r.text("term", required=True) or ""
+    since = r.get("since", dt.date, default_since)
+    if since is None:
+        r.fail("since", "is required (or set a top-level since = YYYY-MM-DD)")
+    description = r.text("description", "") or ""
+    r.done()
+    problem = term_problem(term)
+    if problem:
+        r.fail("term", problem)
+    return Query(name=name, term=" ".join(term.split()), since=since, description=description.strip())
+
+
+def term_problem(term: str) -> str | None:
+    """Cheap local checks that catch typos before NCBI silently reinterprets the query."""
+    depth = 0
+    for ch in _outside_quotes(term):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return "has a ')' without a matching '('"
+    if depth:
+        return "has an unclosed '('"
+    if term.count('"') % 2:
+        return "has an unmatched double quote"
+    return None
+
+
+def _outside_quotes(text: str) -> str:
+    return "".join(part for i, part in enumerate(text.split('"')) if i % 2 == 0)
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array",
+             dict: "a table", dt.date: "a date like 2024-01-01"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dt.datetime):
+        return "a date-time"
+    if isinstance(value, dt.date):
+        return "a date"
+    return f"{type(value).__name__} {value!r}"

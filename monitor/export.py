@@ -1,0 +1,81 @@
+"""Export: stored papers → JSON Lines or CSV. Pure formatting over :class:`~monitor.store.StoredPaper`.
+
+JSONL carries every parsed field (it is how other tools and our own checks read the database); CSV flattens
+lists with ``; `` for spreadsheets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, Callable, Iterable, TextIO
+
+from .store import StoredPaper
+
+CSV_COLUMNS = (
+    "pmid", "version", "status", "deleted", "retracted", "title", "abstract", "authors", "journal",
+    "journal_iso", "volume", "issue", "pages", "pub_date", "sort_date", "year", "doi", "pmcid", "pii",
+    "languages", "mesh", "keywords", "publication_types", "corrections", "date_revised", "date_completed",
+    "queries", "first_seen_at", "updated_at",
+)
+
+
+def paper_record(paper: StoredPaper) -> dict[str, Any]:
+    """The export shape of one paper: all parsed fields plus what the monitor knows about it."""
+    a = paper.article
+    record = a.to_dict()
+    record.update(
+        abstract_text=a.abstract_text,
+        year=a.year,
+        deleted=paper.deleted,
+        retracted=a.is_retracted,
+        queries=[{"name": name, "first_found_at": at.isoformat()} for name, at in paper.queries],
+        first_seen_at=paper.first_seen_at.isoformat(),
+        updated_at=paper.updated_at.isoformat(),
+    )
+    return record
+
+
+def write_jsonl(papers: Iterable[StoredPaper], out: TextIO) -> int:
+    n = 0
+    for paper in papers:
+        out.write(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True))
+        out.write("\n")
+        n += 1
+    return n
+
+
+def write_csv(papers: Iterable[StoredPaper], out: TextIO) -> int:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    n = 0
+    for paper in papers:
+        writer.writerow(_csv_row(paper))
+        n += 1
+    return n
+
+
+def _csv_row(paper: StoredPaper) -> dict[str, Any]:
+    a = paper.article
+    j = a.journal
+    return {
+        "pmid": a.pmid, "version": a.version, "status": a.status or "", "deleted": paper.deleted,
+        "retracted": a.is_retracted, "title": a.title, "abstract": a.abstract_text,
+        "authors": "; ".join(x.display_name for x in a.authors),
+        "journal": j.title or "", "journal_iso": j.iso_abbreviation or "", "volume": j.volume or "",
+        "issue": j.issue or "", "pages": j.pages or "", "pub_date": a.pub_date or "",
+        "sort_date": a.sort_date.isoformat() if a.sort_date else "", "year": a.year or "",
+        "doi": a.doi or "", "pmcid": a.pmcid or "", "pii": a.pii or "",
+        "languages": "; ".join(a.languages),
+        "mesh": "; ".join(m.descriptor + ("*" if m.major else "") for m in a.mesh),
+        "keywords": "; ".join(a.keywords),
+        "publication_types": "; ".join(p.name for p in a.publication_types),
+        "corrections": "; ".join(f"{c.ref_type} {c.pmid or c.ref_source or ''}".strip() for c in a.corrections),
+        "date_revised": a.date_revised.isoformat() if a.date_revised else "",
+        "date_completed": a.date_completed.isoformat() if a.date_completed else "",
+        "queries": "; ".join(name for name, _ in paper.queries),
+        "first_seen_at": paper.first_seen_at.isoformat(), "updated_at": paper.updated_at.isoformat(),
+    }
+
+
+WRITERS: dict[str, Callable[[Iterable[StoredPaper], TextIO], int]] = {"jsonl": write_jsonl, "csv": write_csv}

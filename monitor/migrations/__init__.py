@@ -1,0 +1,29 @@
+"""Alembic migrations for the monitor's schema, run in-process by :meth:`monitor.store.Storage.migrate`.
+
+They live inside the package so an installed ``monitor`` can upgrade any database it opens. To add one:
+write ``versions/NNNN_what.py`` with ``revision``/``down_revision`` and ``upgrade()``, change the tables in
+:mod:`monitor.store` to match, and run ``pytest tests/test_store.py`` (it checks the two agree).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+HERE = Path(__file__).resolve().parent
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

@@ -1,0 +1,505 @@
+"""Storage: the only module that knows SQL. It speaks :mod:`monitor.types`; rows never leave it.
+
+Owns the schema (kept in step with the Alembic migrations in ``monitor/migrations``), the SQLite settings
+(WAL, busy timeout, foreign keys), PMID dedupe, revision handling (:func:`decide` is the pure rule), the
+paper↔query links, the run log and the per-query watermarks. Every database failure surfaces as
+:class:`~monitor.errors.StorageError`. The same code runs on PostgreSQL: only ``on_conflict`` needs a dialect
+import, chosen from the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import StorageError
+from .types import Article, Deletion, ParsedItem, QueryReport, StoreOutcome
+
+metadata = sa.MetaData()
+
+papers = sa.Table(
+    "papers",
+    metadata,
+    sa.Column("pmid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(40)),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("doi", sa.String(255), index=True),
+    sa.Column("year", sa.Integer),
+    sa.Column("sort_date", sa.Date),
+    sa.Column("date_revised", sa.Date),
+    sa.Column("retracted", sa.Boolean, nullable=False, default=False),
+    sa.Column("data", sa.Text, nullable=False),  # Article.to_dict() as JSON
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+paper_queries = sa.Table(
+    "paper_queries",
+    metadata,
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("query_name", sa.String(64), primary_key=True),
+    sa.Column("first_found_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Index("ix_paper_queries_query", "query_name", "first_found_at"),
+)
+
+paper_events = sa.Table(
+    "paper_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),  # revised | retraction | erratum | … | deleted
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_paper_events_at", "at"),
+)
+
+query_state = sa.Table(
+    "query_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("term", sa.Text, nullable=False),
+    sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_start", sa.Date, nullable=False),
+    sa.Column("window_end", sa.Date, nullable=False),
+    sa.Column("run_id", sa.Integer),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed
+    sa.Column("message", sa.Text),
+)
+
+run_queries = sa.Table(
+    "run_queries",
+    metadata,
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("query_name", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # ok | degraded | failed
+    sa.Column("window_start", sa.Date),
+    sa.Column("window_end", sa.Date),
+    sa.Column("found", sa.Integer, nullable=False, default=0),
+    sa.Column("new", sa.Integer, nullable=False, default=0),
+    sa.Column("updated", sa.Integer, nullable=False, default=0),
+    sa.Column("deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("message", sa.Text),
+)
+
+# Correction RefTypes that become a status-change event when they first appear on a stored paper.
+EVENT_KINDS = {
+    "RetractionIn": "retraction",
+    "ErratumIn": "erratum",
+    "ExpressionOfConcernIn": "expression_of_concern",
+    "UpdateIn": "update",
+}
+_IN_CHUNK = 500  # ids per IN (...) clause: below SQLite's variable limit on old builds
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMeta:
+    """What :func:`decide` needs to know about the stored copy of a paper."""
+
+    version: int
+    date_revised: dt.date | None
+    content_hash: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryState:
+    name: str
+    term: str
+    last_success_at: dt.datetime
+    window_start: dt.date
+    window_end: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPaper:
+    article: Article
+    deleted: bool
+    first_seen_at: dt.datetime
+    updated_at: dt.datetime
+    queries: tuple[tuple[str, dt.datetime], ...]  # (query name, first found at)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    id: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    status: str
+    queries: tuple[QueryReport, ...]
+
+
+def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
+    """``new`` | ``updated`` | ``unchanged`` | ``older`` for an incoming record (pure).
+
+    A higher ``PMID@Version`` or a later ``DateRevised`` is a revision; an older one is ignored (a stale
+    mirror or a reordered batch must not roll a paper back). At the same version and date, what NCBI
+    serves now wins if the content differs; a deleted paper that comes back is restored.
+    """
+    if old is None:
+        return "new"
+    if new.version != old.version:
+        return "updated" if new.version > old.version else "older"
+    if new.date_revised and old.date_revised and new.date_revised != old.date_revised:
+        return "updated" if new.date_revised > old.date_revised else "older"
+    if old.deleted or new_hash != old.content_hash:
+        return "updated"
+    return "unchanged"
+
+
+def content_hash(data_json: str) -> str:
+    return hashlib.sha256(data_json.encode("utf-8")).hexdigest()
+
+
+class Storage:
+    """The database behind the monitor. Create with :meth:`open` (runs migrations)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Storage:
+        """Connect (creating a SQLite file's folder if needed) and bring the schema up to date."""
+        try:
+            engine = _engine(url)
+            storage = cls(engine)
+            if migrate:
+                storage.migrate()
+            return storage
+        except StorageError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"cannot open database {_safe_url(url)}: {_reason(exc)}; "
+                               "check storage.url / MONITOR_DB_URL") from exc
+
+    def migrate(self) -> None:
+        from . import migrations  # local: alembic is only needed when the schema may change
+
+        with self._errors("migrating the schema"):
+            migrations.upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error while {doing}: {_reason(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _tx(self, doing: str) -> Iterator[Connection]:
+        with self._errors(doing), self.engine.begin() as conn:
+            yield conn
+
+    # ---------------------------------------------------------------- papers
+
+    def known_pmids(self, pmids: Iterable[str]) -> set[str]:
+        """The subset of ``pmids`` already stored (deleted ones included)."""
+        wanted = [int(p) for p in pmids]
+        found: set[str] = set()
+        with self._tx("looking up PMIDs") as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                rows = conn.execute(sa.select(papers.c.pmid).where(papers.c.pmid.in_(chunk)))
+                found.update(str(r.pmid) for r in rows)
+        return found
+
+    def store_batch(
+        self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime, run_id: int | None = None
+    ) -> StoreOutcome:
+        """Upsert one fetched batch in one transaction, linking each article to ``query``.
+
+        Idempotent: storing the same batch twice changes nothing the second time.
+        """
+        articles = {a.pmid: a for a in items if isinstance(a, Article)}  # last copy of a PMID wins
+        deletions = [d.pmid for d in items if isinstance(d, Deletion)]
+        new: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        deleted: list[str] = []
+        with self._tx("storing papers") as conn:
+            old = self._meta(conn, list(articles) + deletions)
+            inserts: list[dict[str, Any]] = []
+            for pmid, article in articles.items():
+                data = json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                digest = content_hash(data)
+                verdict = decide(old.get(pmid), article, digest)
+                row = _paper_row(article, data, digest, now)
+                if verdict == "new":
+                    inserts.append({**row, "first_seen_at": now})
+                    new.append(pmid)
+                elif verdict == "updated":
+                    previous = self._article(conn, pmid)
+                    conn.execute(papers.update().where(papers.c.pmid == int(pmid)).values(**row))
+                    self._events(conn, previous, article, now, run_id)
+                    updated.append(pmid)
+                else:
+                    conn.execute(papers.update().where(papers.c.pmid == int(pmid)).values(fetched_at=now))
+                    unchanged.append(pmid)
+            if inserts:
+                conn.execute(papers.insert(), inserts)
+            for pmid in deletions:
+                meta = old.get(pmid)
+                if meta is None or meta.deleted:
+                    continue  # never stored, or already marked: nothing to do
+                conn.execute(papers.update().where(papers.c.pmid == int(pmid))
+                             .values(deleted=True, updated_at=now, fetched_at=now))
+                conn.execute(paper_events.insert().values(pmid=int(pmid), kind="deleted", at=now, run_id=run_id,
+                                                          detail="DeleteCitation"))
+                deleted.append(pmid)
+            if query:
+                self._link(conn, list(articles), query, now, run_id)
+        return StoreOutcome(tuple(new), tuple(updated), tuple(unchanged), tuple(deleted))
+
+    def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
+        """Record that ``query`` found these stored papers; returns how many links are new."""
+        with self._tx("linking papers to a query") as conn:
+            return self._link(conn, list(pmids), query, now, run_id)
+
+    def _link(self, conn: Connection, pmids: list[str], query: str, now: dt.datetime, run_id: int | None) -> int:
+        if not pmids:
+            return 0
+        existing: set[int] = set()
+        ints = [int(p) for p in pmids]
+        for start in range(0, len(ints), _IN_CHUNK):
+            chunk = ints[start:start + _IN_CHUNK]
+            existing.update(conn.execute(
+                sa.select(paper_queries.c.pmid)
+                .where(paper_queries.c.query_name == query, paper_queries.c.pmid.in_(chunk))
+            ).scalars())
+        rows = [{"pmid": p, "query_name": query, "first_found_at": now, "run_id": run_id}
+                for p in dict.fromkeys(ints) if p not in existing]
+        if rows:
+            conn.execute(paper_queries.insert(), rows)
+        return len(rows)
+
+    def _meta(self, conn: Connection, pmids: list[str]) -> dict[str, StoredMeta]:
+        out: dict[str, StoredMeta] = {}
+        ints = [int(p) for p in pmids]
+        cols = (papers.c.pmid, papers.c.version, papers.c.date_revised, papers.c.content_hash, papers.c.deleted)
+        for start in range(0, len(ints), _IN_CHUNK):
+            for r in conn.execute(sa.select(*cols).where(papers.c.pmid.in_(ints[start:start + _IN_CHUNK]))):
+                out[str(r.pmid)] = StoredMeta(r.version, r.date_revised, r.content_hash, bool(r.deleted))
+        return out
+
+    def _article(self, conn: Connection, pmid: str) -> Article:
+        data = conn.execute(sa.select(papers.c.data).where(papers.c.pmid == int(pmid))).scalar_one()
+        return Article.from_dict(json.loads(data))
+
+    def _events(self, conn: Connection, old: Article, new: Article, now: dt.datetime, run_id: int | None) -> None:
+        """Status changes worth telling readers about: new retraction/erratum/… links, and revisions."""
+        before = {(c.ref_type, c.pmid) for c in old.corrections}
+        rows = [
+            {"pmid": int(new.pmid), "kind": EVENT_KINDS[c.ref_type], "at": now, "run_id": run_id,
+             "detail": json.dumps({"ref_source": c.ref_source, "pmid": c.pmid})}
+            for c in new.corrections
+            if c.ref_type in EVENT_KINDS and (c.ref_type, c.pmid) not in before
+        ]
+        if new.is_retracted and not old.is_retracted and not any(r["kind"] == "retraction" for r in rows):
+            rows.append({"pmid": int(new.pmid), "kind": "retraction", "at": now, "run_id": run_id,
+                         "detail": json.dumps({"publication_type": "Retracted Publication"})})
+        rows.append({"pmid": int(new.pmid), "kind": "revised", "at": now, "run_id": run_id,
+                     "detail": json.dumps({"version": new.version, "date_revised":
+                                           new.date_revised.isoformat() if new.date_revised else None})})
+        conn.execute(paper_events.insert(), rows)
+
+    def count_papers(self, *, include_deleted: bool = False) -> int:
+        with self._tx("counting papers") as conn:
+            q = sa.select(sa.func.count()).select_from(papers)
+            if not include_deleted:
+                q = q.where(papers.c.deleted.is_(False))
+            return int(conn.execute(q).scalar_one())
+
+    def iter_papers(self, *, include_deleted: bool = True, batch: int = 1000) -> Iterator[StoredPaper]:
+        """Every stored paper in PMID order, with the queries that found it (streams in batches)."""
+        last = -1
+        while True:
+            with self._tx("reading papers") as conn:
+                q = sa.select(papers).where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch)
+                if not include_deleted:
+                    q = q.where(papers.c.deleted.is_(False))
+                rows = conn.execute(q).all()
+                if not rows:
+                    return
+                links: dict[int, list[tuple[str, dt.datetime]]] = {}
+                link_rows = conn.execute(
+                    sa.select(paper_queries).where(paper_queries.c.pmid.in_([r.pmid for r in rows]))
+                    .order_by(paper_queries.c.pmid, paper_queries.c.first_found_at, paper_queries.c.query_name)
+                )
+                for link in link_rows:
+                    links.setdefault(link.pmid, []).append((link.query_name, _utc(link.first_found_at)))
+            for r in rows:
+                yield StoredPaper(
+                    article=Article.from_dict(json.loads(r.data)),
+                    deleted=bool(r.deleted),
+                    first_seen_at=_utc(r.first_seen_at),
+                    updated_at=_utc(r.updated_at),
+                    queries=tuple(links.get(r.pmid, ())),
+                )
+            last = rows[-1].pmid
+
+    def events(self, pmid: str | None = None) -> list[tuple[str, str, dt.datetime]]:
+        """``(pmid, kind, at)`` status-change events, oldest first."""
+        with self._tx("reading events") as conn:
+            q = sa.select(paper_events.c.pmid, paper_events.c.kind, paper_events.c.at).order_by(paper_events.c.id)
+            if pmid is not None:
+                q = q.where(paper_events.c.pmid == int(pmid))
+            return [(str(r.pmid), r.kind, _utc(r.at)) for r in conn.execute(q)]
+
+    # ---------------------------------------------------------------- watermarks
+
+    def query_state(self, name: str) -> QueryState | None:
+        with self._tx("reading the watermark") as conn:
+            r = conn.execute(sa.select(query_state).where(query_state.c.name == name)).first()
+        if r is None:
+            return None
+        return QueryState(r.name, r.term, _utc(r.last_success_at), r.window_start, r.window_end)
+
+    def all_query_states(self) -> list[QueryState]:
+        with self._tx("reading watermarks") as conn:
+            rows = conn.execute(sa.select(query_state).order_by(query_state.c.name)).all()
+        return [QueryState(r.name, r.term, _utc(r.last_success_at), r.window_start, r.window_end) for r in rows]
+
+    def set_watermark(self, name: str, term: str, at: dt.datetime, window: tuple[dt.date, dt.date],
+                      run_id: int | None) -> None:
+        values = {"term": term, "last_success_at": at, "window_start": window[0], "window_end": window[1],
+                  "run_id": run_id}
+        with self._tx("saving the watermark") as conn:
+            done = conn.execute(query_state.update().where(query_state.c.name == name).values(**values))
+            if done.rowcount == 0:
+                conn.execute(query_state.insert().values(name=name, **values))
+
+    # ---------------------------------------------------------------- run log
+
+    def start_run(self, at: dt.datetime) -> int:
+        with self._tx("starting a run") as conn:
+            return int(conn.execute(runs.insert().values(started_at=at, status="running")).inserted_primary_key[0])
+
+    def record_query(self, run_id: int, report: QueryReport) -> None:
+        values = {
+            "status": report.status, "found": report.found, "new": report.new, "updated": report.updated,
+            "deleted": report.deleted, "skipped": report.skipped, "seconds": report.seconds,
+            "message": report.message,
+            "window_start": report.window[0] if report.window else None,
+            "window_end": report.window[1] if report.window else None,
+        }
+        with self._tx("logging a query run") as conn:
+            conn.execute(run_queries.insert().values(run_id=run_id, query_name=report.name, **values))
+
+    def finish_run(self, run_id: int, at: dt.datetime, status: str, message: str | None = None) -> None:
+        with self._tx("finishing a run") as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id)
+                         .values(finished_at=at, status=status, message=message))
+
+    def recent_runs(self, limit: int = 10) -> list[RunSummary]:
+        with self._tx("reading the run log") as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+            details = conn.execute(
+                sa.select(run_queries).where(run_queries.c.run_id.in_([r.id for r in rows]))
+                .order_by(run_queries.c.query_name)
+            ).all()
+        by_run: dict[int, list[QueryReport]] = {}
+        for d in details:
+            window = (d.window_start, d.window_end) if d.window_start and d.window_end else None
+            by_run.setdefault(d.run_id, []).append(QueryReport(
+                name=d.query_name, status=d.status, window=window, found=d.found, new=d.new,
+                updated=d.updated, deleted=d.deleted, skipped=d.skipped, message=d.message, seconds=d.seconds))
+        return [RunSummary(r.id, _utc(r.started_at), _utc(r.finished_at) if r.finished_at else None, r.status,
+                           tuple(by_run.get(r.id, ()))) for r in rows]
+
+
+def _paper_row(article: Article, data: str, digest: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "pmid": int(article.pmid),
+        "version": article.version,
+        "status": article.status,
+        "deleted": False,
+        "title": article.title,
+        "doi": article.doi,
+        "year": article.year,
+        "sort_date": article.sort_date,
+        "date_revised": article.date_revised,
+        "retracted": article.is_retracted,
+        "data": data,
+        "content_hash": digest,
+        "updated_at": now,
+        "fetched_at": now,
+    }
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; take control so BEGIN IMMEDIATE is possible.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands datetimes back naive; everything we store is UTC."""
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc).splitlines()[0]
+    if "database is locked" in text:
+        return "database is locked (another monitor process is writing; try again shortly)"
+    return text
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for an error message
+        return "(unparsable URL)"
