@@ -175,13 +175,16 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
-    base_url = env.get("MONITOR_EUTILS_URL") or r.text("base_url", DEFAULT_BASE_URL)
+    # Read every key from the file first (so typos are caught), then let the environment win.
+    file_base_url = r.text("base_url", DEFAULT_BASE_URL)
+    base_url = env.get("MONITOR_EUTILS_URL") or file_base_url or DEFAULT_BASE_URL
+    file_email = r.text("email", "")
     if "api_key" in r.table:
         r.fail("api_key", "secrets are not read from the file: set NCBI_API_KEY in the environment")
     cfg = EntrezConfig(
         base_url=base_url.rstrip("/"),
         tool=r.text("tool", "gut-skin-monitor") or "gut-skin-monitor",
-        email=(env.get("NCBI_EMAIL") or r.text("email", "") or None),
+        email=(env.get("NCBI_EMAIL") or file_email or None),
         api_key=env.get("NCBI_API_KEY") or None,
         timeout=r.number("timeout", float, 60.0, 0.1, 3600),
         connect_timeout=r.number("connect_timeout", float, 10.0, 0.1, 600),
@@ -202,7 +205,8 @@ def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
 
 
 def _storage(r: _Reader, path: Path, env: Mapping[str, str]) -> StorageConfig:
-    url = env.get("MONITOR_DB_URL") or r.text("url", DEFAULT_DB_URL) or DEFAULT_DB_URL
+    file_url = r.text("url", DEFAULT_DB_URL)
+    url = env.get("MONITOR_DB_URL") or file_url or DEFAULT_DB_URL
     r.done()
     if "://" not in url:
         r.fail("url", f"must be a SQLAlchemy URL like {DEFAULT_DB_URL!r}, not {url!r}")

@@ -70,7 +70,8 @@ class RateLimiter:
         with self._lock:  # held while sleeping: waiters queue up in order
             while True:
                 now = self._monotonic()
-                while self._starts and now - self._starts[0] >= self.window:
+                # The epsilon keeps a sleep that lands a rounding error short from looping forever.
+                while self._starts and self._starts[0] + self.window <= now + 1e-6:
                     self._starts.popleft()
                 if len(self._starts) < self.max_calls:
                     self._starts.append(now)

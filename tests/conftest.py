@@ -1,0 +1,40 @@
+"""Shared fixtures: paths to the real recordings, the installed `monitor` command, config writers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SHIPPED_CONFIG = ROOT / "queries.toml"
+
+
+def monitor_executable() -> str:
+    """The installed console script (next to this interpreter), as users run it."""
+    beside = Path(sys.executable).with_name("monitor")
+    found = str(beside) if beside.exists() else shutil.which("monitor")
+    if not found:
+        pytest.fail("the `monitor` command is not installed: run `pip install -e '.[test]'` first")
+    return found
+
+
+@pytest.fixture
+def run_monitor(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `monitor` command with a clean environment (no real NCBI, no user config)."""
+    exe = monitor_executable()
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MONITOR_", "NCBI_"))}
+        base.update(env or {})
+        return subprocess.run([exe, *args], capture_output=True, text=True, env=base, cwd=tmp_path,
+                              timeout=timeout)
+
+    return run

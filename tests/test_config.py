@@ -1,0 +1,180 @@
+"""Config loading: every mistake is one line naming the file and key path; overrides from the env."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config, resolve_config_path
+from monitor.errors import ConfigError
+from tests.conftest import SHIPPED_CONFIG
+
+GOOD = """
+lookback_days = 14
+
+[entrez]
+email = "team@example.org"
+timeout = 30
+
+[storage]
+url = "sqlite:///db/monitor.sqlite3"
+
+[[queries]]
+name = "gut-skin-axis"
+term = '("gastrointestinal microbiome"[mh] OR microbiome[tiab]) AND (psoriasis[mh] OR psoriasis[tiab])'
+since = 2024-01-01
+
+[[queries]]
+name = "diet"
+description = "Diets and skin"
+term = '"gluten-free diet"[tiab] AND "dermatitis herpetiformis"[tiab]'
+since = 2023-06-01
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "queries.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env=env or {})
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_good_config_loads_with_defaults_and_relative_db_path(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD), env={})
+    assert [q.name for q in cfg.queries] == ["gut-skin-axis", "diet"]
+    assert cfg.queries[1].since == dt.date(2023, 6, 1)
+    assert cfg.queries[1].description == "Diets and skin"
+    assert cfg.lookback_days == 14
+    assert cfg.entrez.email == "team@example.org"
+    assert cfg.entrez.timeout == 30.0
+    assert cfg.entrez.api_key is None and cfg.entrez.requests_per_second == 3
+    assert cfg.storage.url == f"sqlite:///{tmp_path.resolve()}/db/monitor.sqlite3"
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {"MONITOR_DB_URL": "sqlite:////tmp/other.sqlite3", "MONITOR_EUTILS_URL": "http://127.0.0.1:9/eutils/",
+           "NCBI_API_KEY": "abc123", "NCBI_EMAIL": "me@example.com"}
+    cfg = load_config(write(tmp_path, GOOD), env=env)
+    assert cfg.storage.url == "sqlite:////tmp/other.sqlite3"
+    assert cfg.entrez.base_url == "http://127.0.0.1:9/eutils"
+    assert cfg.entrez.api_key == "abc123" and cfg.entrez.requests_per_second == 10
+    assert cfg.entrez.email == "me@example.com"
+
+
+def test_config_path_resolution_order() -> None:
+    assert resolve_config_path("a.toml", {"MONITOR_CONFIG": "b.toml"}) == Path("a.toml")
+    assert resolve_config_path(None, {"MONITOR_CONFIG": "b.toml"}) == Path("b.toml")
+    assert resolve_config_path(None, {}) == Path("queries.toml")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("since = 2023-06-01", "since = 2023-06-01\ncolour = 'red'"),
+         "queries.toml: queries[1].colour: unknown key (check the spelling; see README 'Configuration')"),
+        (("term = '\"gluten-free diet\"[tiab] AND \"dermatitis herpetiformis\"[tiab]'", "term = '   '"),
+         "queries.toml: queries[1].term: must be a non-empty string"),
+        (("name = \"diet\"", "name = \"gut-skin-axis\""),
+         "queries.toml: queries[1].name: duplicate query name 'gut-skin-axis' (also queries[0].name)"),
+        (("timeout = 30", "timeout = \"thirty\""),
+         "queries.toml: entrez.timeout: must be a number, not the string 'thirty'"),
+        (("timeout = 30", "timeout = true"), "queries.toml: entrez.timeout: must be a number, not a boolean"),
+        (("lookback_days = 14", "lookback_days = -1"),
+         "queries.toml: lookback_days: must be between 0 and 3650, not -1"),
+        (("since = 2023-06-01", "since = \"2023-06-01\""),
+         "queries.toml: queries[1].since: must be a date like 2024-01-01, not the string '2023-06-01'"),
+        (("since = 2023-06-01", "since = 2023-06-01T10:00:00"),
+         "queries.toml: queries[1].since: must be a date like 2024-01-01 (no time)"),
+        (("since = 2023-06-01", ""),
+         "queries.toml: queries[1].since: is required (or set a top-level since = YYYY-MM-DD)"),
+        (("name = \"diet\"", "name = \"Diet Papers\""),
+         "queries.toml: queries[1].name: must be a slug of lowercase letters, digits and hyphens, not 'Diet Papers'"),
+        (("email = \"team@example.org\"", "email = \"team\""),
+         "queries.toml: entrez.email: not an email address: 'team'"),
+        (("email = \"team@example.org\"", "api_key = \"secret\""),
+         "queries.toml: entrez.api_key: secrets are not read from the file: set NCBI_API_KEY in the environment"),
+        (("[storage]", "[storage]\npath = 'x'"),
+         "queries.toml: storage.path: unknown key (check the spelling; see README 'Configuration')"),
+        (("term = '\"gluten-free diet\"[tiab] AND \"dermatitis herpetiformis\"[tiab]'",
+          "term = '(\"gluten-free diet\"[tiab] AND celiac[tiab]'"),
+         "queries.toml: queries[1].term: has an unclosed '('"),
+        (("term = '\"gluten-free diet\"[tiab] AND \"dermatitis herpetiformis\"[tiab]'",
+          "term = '\"gluten-free diet[tiab]'"),
+         "queries.toml: queries[1].term: has an unmatched double quote"),
+        (("lookback_days = 14", "lookback_days = 14\n[entrezz]\nx = 1"),
+         "queries.toml: entrezz: unknown key (check the spelling; see README 'Configuration')"),
+    ],
+)
+def test_each_mistake_names_file_and_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in GOOD
+    # Replace the last occurrence so edits land in queries[1] when the text repeats.
+    head, _, tail = GOOD.rpartition(old)
+    assert error_of(tmp_path, head + new + tail) == expected
+
+
+def test_missing_and_empty_queries(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "lookback_days = 3\n") == "queries.toml: queries: is required"
+    assert error_of(tmp_path, "queries = []\n") == "queries.toml: queries: must list at least one [[queries]] table"
+
+
+def test_missing_required_name_and_term(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "[[queries]]\nterm = 'x[tiab]'\nsince = 2024-01-01\n") == \
+        "queries.toml: queries[0].name: is required"
+    assert error_of(tmp_path, "[[queries]]\nname = 'a'\nsince = 2024-01-01\n") == \
+        "queries.toml: queries[0].term: is required"
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "[[queries]\nname = 'a'")
+    assert message.startswith(f"{tmp_path / 'queries.toml'}: not valid TOML: ")
+    with pytest.raises(ConfigError, match="file not found \\(pass --config PATH or set MONITOR_CONFIG\\)"):
+        load_config(tmp_path / "absent.toml", env={})
+
+
+def test_bad_eutils_url_from_environment(tmp_path: Path) -> None:
+    assert error_of(tmp_path, GOOD, env={"MONITOR_EUTILS_URL": "ftp://x"}) == \
+        "MONITOR_EUTILS_URL: must be an http(s) URL, not 'ftp://x'"
+
+
+def test_shipped_queries_toml_is_valid_and_every_term_uses_tiab() -> None:
+    cfg = load_config(SHIPPED_CONFIG, env={})
+    assert len(cfg.queries) >= 5
+    for q in cfg.queries:
+        # MeSH-only queries never match fresh, unindexed records (GUIDE §3).
+        assert "[tiab]" in q.term, q.name
+        assert "[mh]" in q.term or "[Mesh]" in q.term or "[majr]" in q.term, q.name
+        assert q.description, q.name
+
+
+def test_cli_reports_config_error_in_one_line_with_exit_2(tmp_path: Path, run_monitor) -> None:
+    path = write(tmp_path, GOOD.replace('name = "diet"', 'name = "gut-skin-axis"'))
+    result = run_monitor("--config", str(path), "run")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "monitor: error: queries.toml: queries[1].name: duplicate query name 'gut-skin-axis' (also queries[0].name)"
+    ]
+
+
+def test_cli_uses_monitor_config_env_and_reports_missing_file(tmp_path: Path, run_monitor) -> None:
+    result = run_monitor("status", env={"MONITOR_CONFIG": str(tmp_path / "nope.toml")})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"monitor: error: {tmp_path / 'nope.toml'}: file not found (pass --config PATH or set MONITOR_CONFIG)"
+    )
+
+
+def test_typos_are_caught_even_when_the_environment_overrides_the_key(tmp_path: Path) -> None:
+    text = GOOD.replace('email = "team@example.org"', 'email = "team@example.org"\nbase_url = 3')
+    env = {"MONITOR_EUTILS_URL": "http://127.0.0.1:1/e", "NCBI_EMAIL": "a@b.org"}
+    assert error_of(tmp_path, text, env=env) == "queries.toml: entrez.base_url: must be a string, not int 3"
