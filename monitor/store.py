@@ -190,21 +190,14 @@ class Storage:
         """Connect (creating a SQLite file's folder if needed) and bring the schema up to date."""
         try:
             engine = _engine(url)
-            storage = cls(engine)
             if migrate:
-                storage.migrate()
-            return storage
-        except StorageError:
-            raise
+                from . import migrations  # local: alembic is only needed when the schema may change
+
+                migrations.upgrade(engine)
+            return cls(engine)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open database {_safe_url(url)}: {_reason(exc)}; "
                                "check storage.url / MONITOR_DB_URL") from exc
-
-    def migrate(self) -> None:
-        from . import migrations  # local: alembic is only needed when the schema may change
-
-        with self._errors("migrating the schema"):
-            migrations.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

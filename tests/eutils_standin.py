@@ -1181,6 +1181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--all-ids-for", action="append", default=[], metavar="TERM",
         help="make TERM match every corpus record (repeatable)",
     )
+    parser.add_argument(
+        "--config", type=Path, metavar="QUERIES_TOML",
+        help="make every query term in this monitor config match every corpus record",
+    )
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD for reldate")
     parser.add_argument("--no-rate-limit", action="store_true", help="do not answer 429 above 3 (10) req/s")
     args = parser.parse_args(argv)
@@ -1191,12 +1195,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    for term in args.all_ids_for:
+    terms = list(args.all_ids_for)
+    if args.config:
+        from monitor.config import load_config  # only the by-hand mode needs the project itself
+
+        terms += [q.term for q in load_config(args.config, env={}).queries]
+    for term in terms:
         standin.set_query(term, standin.pmids())
     with standin:
         print(standin.base_url, flush=True)
-        terms = args.all_ids_for or "none"
-        print(f"{len(standin.pmids())} records; terms: {terms}; Ctrl-C stops", file=sys.stderr)
+        print(f"{len(standin.pmids())} records; {len(terms)} terms match them all; Ctrl-C stops",
+              file=sys.stderr)
         try:
             while True:
                 time.sleep(3600)

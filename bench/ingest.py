@@ -1,0 +1,404 @@
+"""Ingest benchmark: parse + store throughput and peak memory on real PubMed records.
+
+Run from the repository root (takes about 3-4 minutes on 2 cores for the defaults)::
+
+    .venv/bin/python bench/ingest.py --scale-check --results bench/RESULTS.md
+
+What it does:
+
+1. Builds one ``PubmedArticleSet`` file of ``--records`` records (default 100,000) by cycling through every
+   distinct real ``PubmedArticle`` in ``tests/data/efetch`` (read with ``monitor.pubmed.iter_records_raw``,
+   ``.gz`` files through gzip) in a fixed order, each copy under a fresh PMID. Only the record's own
+   ``MedlineCitation/PMID`` and ``PubmedData/ArticleIdList/ArticleId[@IdType="pubmed"]`` change; PMIDs in
+   reference lists and CommentsCorrections are left as they are. The real mix is kept, including the
+   1.8 MB record ``ncbi-cxx-toolkit/pubmed33761533.xml``. The file is written as a stream.
+2. Measures three stages on that same file, each in its own child process (this script re-run with
+   ``--stage``), so each stage's peak RSS is its own:
+
+   (a) ``raw``:   ``lxml.etree.iterparse(path, events=("end",), tag="PubmedArticle")`` with ``clear()`` and
+       earlier siblings deleted, counting records: the floor any lxml-based parser can reach;
+   (b) ``parse``: ``monitor.pubmed.parse(open(path, "rb"))``, consuming every item;
+   (c) ``store``: (b) plus ``Storage.open("sqlite:///…")`` on a fresh file and ``store_batch`` every
+       ``--batch`` records (default 500) with a query name, so paper↔query links are written too; the
+       child then checks that exactly ``--records`` papers and links were stored.
+
+   Timings cover the record loop only (imports and the schema migration are excluded). Peak RSS is the
+   child's ``VmHWM`` from ``/proc/self/status`` (``ru_maxrss`` elsewhere): unlike ``ru_maxrss``, which
+   survives ``execve``, it cannot inherit the parent's peak.
+3. With ``--scale-check`` it repeats the three stages at ``--scale-records`` (default 20,000) so the peaks
+   can be compared: bounded streaming means they should not grow with the input.
+
+Targets (from the issue): (c) takes at most 3x as long as (a); peak RSS under 200 MB at any input size.
+The exit status is 1 if a stage stored or counted the wrong number of records, 0 otherwise (missed
+targets are reported, not fatal). ``--results PATH`` writes the "Ingest" section of that Markdown file
+(other sections are kept). ``--stage … --profile OUT`` writes cProfile stats of one stage for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import itertools
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "data" / "efetch"
+FIRST_PMID = 90_000_001  # far above real PMIDs (~41 million in 2026), so no copy collides with a real one
+SENTINEL = "BENCHPMIDSENTINEL"
+STAGES = ("raw", "parse", "store")
+LABELS = {
+    "raw": "(a) lxml iterparse + clear",
+    "parse": "(b) monitor.pubmed.parse",
+    "store": "(c) parse + Storage.store_batch",
+}
+SECTION = "## Ingest (bench/ingest.py)"
+RSS_TARGET_MB = 200.0
+RATIO_TARGET = 3.0
+
+if str(ROOT) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building the input
+
+
+def corpus_templates() -> list[tuple[str, list[bytes]]]:
+    """Every distinct real PubmedArticle as (source file, byte pieces around each PMID to replace)."""
+    from lxml import etree
+
+    from monitor.pubmed import iter_records_raw
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    seen: set[bytes] = set()
+    templates: list[tuple[str, list[bytes]]] = []
+    for path in sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix in (".xml", ".gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            for _pmid, xml in iter_records_raw(f):
+                if not xml.startswith(b"<PubmedArticle") or xml in seen:
+                    continue  # books and repeats of a record are not part of the mix
+                seen.add(xml)
+                rec = etree.fromstring(xml, parser)
+                targets = rec.findall("MedlineCitation/PMID") + [
+                    el for el in rec.iterfind("PubmedData/ArticleIdList/ArticleId")
+                    if el.get("IdType") == "pubmed"
+                ]
+                for el in targets:
+                    el.text = SENTINEL
+                pieces = etree.tostring(rec, encoding="UTF-8", with_tail=False).split(SENTINEL.encode())
+                if len(pieces) != len(targets) + 1:
+                    raise SystemExit(f"{path}: sentinel appears outside the PMID elements")
+                templates.append((str(path.relative_to(CORPUS)), pieces))
+    if not templates:
+        raise SystemExit(f"no PubmedArticle records under {CORPUS}")
+    return templates
+
+
+def build_input(path: Path, n: int, templates: list[tuple[str, list[bytes]]]) -> int:
+    """Write ``n`` records to ``path`` (streamed, 1 MB buffer); returns the file size in bytes."""
+    with open(path, "wb", buffering=1 << 20) as out:
+        out.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n')
+        for i, (_src, pieces) in zip(range(n), itertools.cycle(templates)):
+            out.write(str(FIRST_PMID + i).encode().join(pieces))
+            out.write(b"\n")
+        out.write(b"</PubmedArticleSet>\n")
+    return path.stat().st_size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stages (each runs in its own child process)
+
+
+def stage_raw(path: Path) -> dict:
+    from lxml import etree
+
+    start = time.perf_counter()
+    count = 0
+    for _event, elem in etree.iterparse(str(path), events=("end",), tag="PubmedArticle"):
+        count += 1
+        elem.clear()
+        while elem.getprevious() is not None:
+            del elem.getparent()[0]
+    return {"count": count, "seconds": time.perf_counter() - start}
+
+
+def stage_parse(path: Path) -> dict:
+    from monitor.pubmed import parse
+    from monitor.types import Article
+
+    start = time.perf_counter()
+    count = errors = 0
+    with open(path, "rb") as f:
+        for item in parse(f):
+            if isinstance(item, Article):
+                count += 1
+            else:
+                errors += 1
+    return {"count": count, "errors": errors, "seconds": time.perf_counter() - start}
+
+
+def stage_store(path: Path, db: Path, batch_size: int, query: str) -> dict:
+    from monitor.pubmed import parse
+    from monitor.store import Storage, paper_queries
+    from monitor.types import RecordError
+
+    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        leftover.unlink(missing_ok=True)
+    now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    storage = Storage.open(f"sqlite:///{db}")
+    run_id = storage.start_run(now)
+    start = time.perf_counter()
+    errors = new = 0
+    batch: list = []
+    with open(path, "rb") as f:
+        for item in parse(f):
+            if isinstance(item, RecordError):
+                errors += 1  # the cycle reports these and stores the rest; so do we
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                new += len(storage.store_batch(batch, query=query, now=now, run_id=run_id).new)
+                batch = []
+    if batch:
+        new += len(storage.store_batch(batch, query=query, now=now, run_id=run_id).new)
+    seconds = time.perf_counter() - start
+    stored = storage.count_papers()
+    import sqlalchemy as sa
+
+    with storage.engine.connect() as conn:
+        links = conn.execute(sa.select(sa.func.count()).select_from(paper_queries)
+                             .where(paper_queries.c.query_name == query)).scalar_one()
+    storage.close()  # the last connection closing checkpoints the WAL into the main file
+    db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+    return {"count": stored, "new": new, "links": links, "errors": errors, "seconds": seconds,
+            "db_bytes": db_bytes}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (VmHWM; ru_maxrss where /proc is missing)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def run_stage(args: argparse.Namespace) -> None:
+    """Child-process entry point: run one stage, print its figures as one JSON line."""
+    path = Path(args.input)
+
+    def go() -> dict:
+        if args.stage == "raw":
+            return stage_raw(path)
+        if args.stage == "parse":
+            return stage_parse(path)
+        return stage_store(path, Path(args.db), args.batch, args.query)
+
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(go)
+        profiler.dump_stats(args.profile)
+    else:
+        result = go()
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The driver
+
+
+def spawn(stage: str, path: Path, db: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--input", str(path),
+           "--db", str(db), "--batch", str(args.batch), "--query", args.query]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"stage {stage} failed with exit status {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, workdir: Path, templates: list, args: argparse.Namespace) -> dict:
+    path = workdir / f"pubmed-{n}.xml"
+    db = workdir / f"ingest-{n}.sqlite"
+    t0 = time.perf_counter()
+    size = build_input(path, n, templates)
+    print(f"\n{n:,} records: wrote {path} ({size / 1e6:,.1f} MB, mean record {size / n / 1024:,.1f} KiB) "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    results = {}
+    for stage in STAGES:
+        results[stage] = r = spawn(stage, path, db, args)
+        print(f"  {LABELS[stage]:<34} {r['count']:>8,} records  {r['seconds']:7.1f} s  "
+              f"{r['count'] / r['seconds']:8,.0f} rec/s  peak RSS {r['peak_rss_mb']:6.1f} MB", flush=True)
+    path.unlink()
+    db.unlink(missing_ok=True)
+    return {"records": n, "file_bytes": size, "stages": results}
+
+
+def check(run: dict) -> list[str]:
+    """Problems that make the figures meaningless (wrong counts), as messages."""
+    n, s = run["records"], run["stages"]
+    problems = []
+    for stage in STAGES:
+        if s[stage]["count"] != n:
+            problems.append(f"{stage}: {s[stage]['count']:,} records, expected {n:,}")
+        if s[stage].get("errors"):
+            problems.append(f"{stage}: {s[stage]['errors']:,} unreadable records")
+    store = s["store"]
+    if store["new"] != n or store["links"] != n:
+        problems.append(f"store: {store['new']:,} new papers and {store['links']:,} links, expected {n:,}")
+    return problems
+
+
+def report(runs: list[dict], args: argparse.Namespace, templates: list, wall: float) -> str:
+    """The Markdown section (also printed)."""
+    main = runs[0]
+    n, s = main["records"], main["stages"]
+    rate = {k: s[k]["count"] / s[k]["seconds"] for k in STAGES}
+    ratio_b = s["parse"]["seconds"] / s["raw"]["seconds"]
+    ratio_c = s["store"]["seconds"] / s["raw"]["seconds"]
+    peaks = [r["stages"][k]["peak_rss_mb"] for r in runs for k in STAGES]
+    cmd = "python bench/ingest.py " + " ".join(args.argv)
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{cmd.strip()}` (run from the repository root with the project's virtualenv)  ",
+        f"Date: {dt.date.today().isoformat()}  ",
+        f"Machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}, "
+        f"lxml {lxml_version()}, SQLAlchemy {sqlalchemy_version()}, SQLite {sqlite_version()}  ",
+        f"Input: {n:,} records cycled from the {len(templates)} distinct real PubmedArticle records in "
+        f"tests/data/efetch under fresh PMIDs; {main['file_bytes'] / 1e6:,.1f} MB of XML, mean record "
+        f"{main['file_bytes'] / n / 1024:,.1f} KiB. Store batch: {args.batch} records, query "
+        f"`{args.query}`, fresh SQLite file; final DB {s['store']['db_bytes'] / 1e6:,.1f} MB. "
+        f"Whole benchmark: {wall:.0f} s.",
+        "",
+        "| stage | records | seconds | records/s | time vs (a) | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for k in STAGES:
+        lines.append(f"| {LABELS[k]} | {s[k]['count']:,} | {s[k]['seconds']:.1f} | {rate[k]:,.0f} | "
+                     f"{s[k]['seconds'] / s['raw']['seconds']:.2f}x | {s[k]['peak_rss_mb']:.1f} |")
+    lines += ["", f"(b)/(a) time ratio {ratio_b:.2f}x; (c)/(a) time ratio {ratio_c:.2f}x "
+                  f"(target at most {RATIO_TARGET:.0f}x: {'met' if ratio_c <= RATIO_TARGET else 'NOT met'}). "
+                  f"Stored and verified: {s['store']['count']:,} papers, {s['store']['links']:,} links."]
+    if len(runs) > 1:
+        lines += ["", "Scale check, peak RSS (MB) by input size:", "",
+                  "| records | file MB | " + " | ".join(LABELS[k] for k in STAGES) + " |",
+                  "|---:|---:|" + "---:|" * len(STAGES)]
+        for r in sorted(runs, key=lambda r: r["records"]):
+            lines.append(f"| {r['records']:,} | {r['file_bytes'] / 1e6:,.0f} | "
+                         + " | ".join(f"{r['stages'][k]['peak_rss_mb']:.1f}" for k in STAGES) + " |")
+        small = min(runs, key=lambda r: r["records"])
+        growth = max(main["stages"][k]["peak_rss_mb"] - small["stages"][k]["peak_rss_mb"] for k in STAGES)
+        lines += ["", f"Largest peak growth from {small['records']:,} to {n:,} records: {growth:+.1f} MB."]
+    lines += ["", f"Peak RSS target (under {RSS_TARGET_MB:.0f} MB): "
+                  f"{'met' if max(peaks) < RSS_TARGET_MB else 'NOT met'} (highest {max(peaks):.1f} MB)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Add or replace our section, keeping every other section of the file as it is."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        rest = "" if end == -1 else "\n" + text[end + 1:]
+        text = text[:start] + section + rest
+    path.write_text(text, encoding="utf-8")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def lxml_version() -> str:
+    from lxml import etree
+
+    return ".".join(map(str, etree.LXML_VERSION[:3]))
+
+
+def sqlalchemy_version() -> str:
+    import sqlalchemy
+
+    return sqlalchemy.__version__
+
+
+def sqlite_version() -> str:
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=100_000, help="records in the input file (default 100000)")
+    ap.add_argument("--batch", type=int, default=500, help="records per store_batch call (default 500)")
+    ap.add_argument("--query", default="bench", help="query name the stored papers are linked to")
+    ap.add_argument("--workdir", help="where to write the XML and the database (default: a temp dir, removed)")
+    ap.add_argument("--scale-check", action="store_true", help="also run every stage at --scale-records")
+    ap.add_argument("--scale-records", type=int, default=20_000, help="the second size (default 20000)")
+    ap.add_argument("--results", help="Markdown file whose Ingest section is written (e.g. bench/RESULTS.md)")
+    ap.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # child-process mode
+    ap.add_argument("--input", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--profile", help="with --stage: write cProfile stats to this file")
+    args = ap.parse_args(argv)
+    args.argv = argv
+
+    if args.stage:
+        run_stage(args)
+        return 0
+
+    wall = time.perf_counter()
+    print(f"batch size {args.batch}; stages run in separate child processes: "
+          + ", ".join(LABELS[k] for k in STAGES), flush=True)
+    templates = corpus_templates()
+    print(f"corpus: {len(templates)} distinct PubmedArticle records from {CORPUS.relative_to(ROOT)}")
+    own_dir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-")) if own_dir else Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs = [measure(args.records, workdir, templates, args)]
+        if args.scale_check:
+            runs.append(measure(args.scale_records, workdir, templates, args))
+    finally:
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    problems = [p for r in runs for p in check(r)]
+    section = report(runs, args, templates, time.perf_counter() - wall)
+    print("\n" + section)
+    if args.results:
+        write_section(Path(args.results), section)
+        print(f"wrote the Ingest section of {args.results}")
+    for p in problems:
+        print(f"COUNT MISMATCH: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Storage: the revision rule, idempotent upserts, links, deletions, events, watermarks, run log, errors,
+and the Alembic migrations matching the table definitions. Real SQLite files in tmp dirs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from monitor import pubmed
+from monitor.errors import StorageError
+from monitor.store import Storage, StoredMeta, decide, metadata
+from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport
+from tests.conftest import DATA
+
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+LATER = NOW + dt.timedelta(days=1)
+
+
+def real_articles() -> list[Article]:
+    items = pubmed.parse((DATA / "efetch" / "biopython" / "pubmed2.xml").read_bytes())
+    arts = [a for a in items if isinstance(a, Article)]
+    assert len(arts) == 2
+    return arts
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    s = Storage.open(f"sqlite:///{tmp_path}/db/monitor.sqlite3")
+    yield s
+    s.close()
+
+
+def meta(version: int = 1, revised: dt.date | None = dt.date(2020, 1, 1), digest: str = "h",
+         deleted: bool = False) -> StoredMeta:
+    return StoredMeta(version, revised, digest, deleted)
+
+
+@pytest.mark.parametrize(("old", "new_version", "new_revised", "new_hash", "expected"), [
+    (None, 1, dt.date(2020, 1, 1), "h", "new"),
+    (meta(), 1, dt.date(2020, 1, 1), "h", "unchanged"),
+    (meta(), 2, dt.date(2019, 1, 1), "x", "updated"),   # a higher version wins even with an older date
+    (meta(version=2), 1, dt.date(2021, 1, 1), "x", "older"),
+    (meta(), 1, dt.date(2021, 1, 1), "x", "updated"),
+    (meta(), 1, dt.date(2019, 1, 1), "x", "older"),      # a stale copy never rolls a paper back
+    (meta(), 1, dt.date(2020, 1, 1), "x", "updated"),    # same date, different content: NCBI's copy wins
+    (meta(deleted=True), 1, dt.date(2020, 1, 1), "h", "updated"),  # a withdrawn paper that comes back
+    (meta(revised=None), 1, None, "h", "unchanged"),
+])
+def test_decide(old, new_version, new_revised, new_hash, expected) -> None:
+    article = Article(pmid="1", version=new_version, date_revised=new_revised)
+    assert decide(old, article, new_hash) == expected
+
+
+def test_store_is_idempotent_and_links_each_query_once(store: Storage) -> None:
+    a, b = real_articles()
+    first = store.store_batch([a, b], query="q1", now=NOW, run_id=1)
+    assert sorted(first.new) == sorted([a.pmid, b.pmid]) and not first.updated
+    again = store.store_batch([a, b], query="q1", now=LATER, run_id=2)
+    assert not again.new and not again.updated and sorted(again.unchanged) == sorted([a.pmid, b.pmid])
+    store.store_batch([a], query="q2", now=LATER, run_id=2)
+    papers = {p.article.pmid: p for p in store.iter_papers()}
+    assert papers[a.pmid].queries == (("q1", NOW), ("q2", LATER))
+    assert papers[b.pmid].queries == (("q1", NOW),)
+    assert papers[a.pmid].article == a  # the stored copy round-trips exactly
+    assert papers[a.pmid].first_seen_at == NOW and papers[a.pmid].updated_at == NOW
+    assert store.count_papers() == 2
+
+
+def test_revision_updates_and_records_status_events(store: Storage) -> None:
+    a, _ = real_articles()
+    store.store_batch([a], query="q", now=NOW)
+    retracted = dataclasses.replace(
+        a, version=a.version + 1,
+        corrections=a.corrections + (Correction("RetractionIn", "J X. 2026;1:1", "42"),),
+        publication_types=a.publication_types + (PublicationType("Retracted Publication", "D016441"),))
+    outcome = store.store_batch([retracted], query="q", now=LATER)
+    assert outcome.updated == (a.pmid,)
+    (paper,) = list(store.iter_papers())
+    assert paper.article.is_retracted and paper.updated_at == LATER and paper.first_seen_at == NOW
+    assert [(k, at) for _, k, at in store.events(a.pmid)] == [("retraction", LATER), ("revised", LATER)]
+    # The older copy arriving late does not roll it back.
+    assert store.store_batch([a], query="q", now=LATER).unchanged == (a.pmid,)
+    assert next(store.iter_papers()).article.version == a.version + 1
+
+
+def test_deletion_marks_withdrawn_once(store: Storage) -> None:
+    a, b = real_articles()
+    store.store_batch([a, b], query="q", now=NOW)
+    assert store.store_batch([Deletion(a.pmid), Deletion("123")], query="q", now=LATER).deleted == (a.pmid,)
+    assert store.store_batch([Deletion(a.pmid)], query="q", now=LATER).deleted == ()
+    assert store.count_papers() == 1 and store.count_papers(include_deleted=True) == 2
+    assert [p.article.pmid for p in store.iter_papers(include_deleted=False)] == [b.pmid]
+    assert [k for _, k, _ in store.events(a.pmid)] == ["deleted"]
+
+
+def test_known_pmids_and_link(store: Storage) -> None:
+    a, b = real_articles()
+    store.store_batch([a], query="q1", now=NOW)
+    assert store.known_pmids([a.pmid, b.pmid, "1"]) == {a.pmid}
+    assert store.link([a.pmid], "q2", LATER) == 1
+    assert store.link([a.pmid], "q2", LATER) == 0
+    many = [str(i) for i in range(1, 2500)]  # more than one IN (...) chunk
+    assert store.known_pmids(many + [a.pmid]) == {a.pmid}
+
+
+def test_watermarks_and_run_log(store: Storage) -> None:
+    assert store.query_state("q") is None
+    store.set_watermark("q", "term", NOW, (dt.date(2024, 1, 1), dt.date(2026, 11, 22)), run_id=1)
+    store.set_watermark("q", "term2", LATER, (dt.date(2026, 10, 1), dt.date(2026, 11, 23)), run_id=2)
+    state = store.query_state("q")
+    assert (state.term, state.last_success_at, state.window_start) == ("term2", LATER, dt.date(2026, 10, 1))
+    run = store.start_run(NOW)
+    store.record_query(run, QueryReport("q", "degraded", (dt.date(2026, 1, 1), dt.date(2026, 2, 1)), found=3,
+                                        message="PhraseNotFound"))
+    store.finish_run(run, LATER, "failed")
+    (summary,) = store.recent_runs()
+    assert (summary.status, summary.started_at, summary.finished_at) == ("failed", NOW, LATER)
+    assert summary.queries[0].message == "PhraseNotFound" and summary.queries[0].found == 3
+
+
+def test_migrations_match_table_definitions(store: Storage) -> None:
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_reopening_is_harmless_and_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    a, _ = real_articles()
+    with Storage.open(url) as s:
+        s.store_batch([a], query="q", now=NOW)
+    with Storage.open(url) as s:
+        assert s.count_papers() == 1
+    conn = sqlite3.connect(tmp_path / "m.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_database_errors_become_storage_errors(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "junk.sqlite3"
+    not_a_db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match="cannot open database .*junk.sqlite3.*file is not a database"):
+        Storage.open(f"sqlite:///{not_a_db}")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="check storage.url / MONITOR_DB_URL"):
+        Storage.open(f"sqlite:///{blocker}/sub/m.sqlite3")
+
+
+def test_locked_database_is_reported_not_hung(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    a, _ = real_articles()
+    with Storage.open(url) as s:
+        holder = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        s.engine.dispose()
+        import sqlalchemy as sa
+        from sqlalchemy import event
+
+        quick = Storage(sa.create_engine(url, connect_args={"timeout": 0.2}))
+        event.listen(quick.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        with pytest.raises(StorageError, match="database is locked \\(another monitor process is writing"):
+            quick.store_batch([a], query="q", now=NOW)
+        holder.rollback()
+        holder.close()
