@@ -10,6 +10,7 @@ import, chosen from the engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -176,6 +177,48 @@ def content_hash(data_json: str) -> str:
     return hashlib.sha256(data_json.encode("utf-8")).hexdigest()
 
 
+def article_json(article: Article) -> str:
+    """The ``papers.data`` text: ``Article.to_dict()`` as compact JSON with sorted keys.
+
+    The exact bytes matter: :func:`content_hash` of this text decides whether a refetched paper changed, so
+    it must stay what ``json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True,
+    separators=(",", ":"))`` gives. :func:`_plain` builds the same dict as ``to_dict`` without
+    ``dataclasses.asdict``'s deep copies, which cost more than parsing the record did (bench/ingest.py).
+    """
+    return json.dumps(_plain(article), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """What ``_jsonable(dataclasses.asdict(value))`` in :mod:`monitor.types` returns, for our value types:
+    dataclasses → dicts of their fields, tuples and lists → lists, dates → ISO strings, the rest as is."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is tuple or kind is list:
+        return [v if type(v) in _LEAVES else _plain(v) for v in value]
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:
+        out = {}
+        for name in names:
+            v = getattr(value, name)
+            out[name] = v if type(v) in _LEAVES else _plain(v)
+        return out
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+        return _plain(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # subclasses (to_dict turns namedtuples into lists too)
+        return [_plain(v) for v in value]
+    return value
+
+
 class Storage:
     """The database behind the monitor. Create with :meth:`open` (runs migrations)."""
 
@@ -250,7 +293,7 @@ class Storage:
             old = self._meta(conn, list(articles) + deletions)
             inserts: list[dict[str, Any]] = []
             for pmid, article in articles.items():
-                data = json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                data = article_json(article)
                 digest = content_hash(data)
                 verdict = decide(old.get(pmid), article, digest)
                 row = _paper_row(article, data, digest, now)
