@@ -117,7 +117,7 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="monitor")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Watch PubMed for gut–skin axis research: fetch, store, tag and publish new papers."""
     level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
@@ -127,7 +127,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: int, debug: bool)
     ctx.obj = App(config_option=config_path, debug=debug)
 
 
-@main.command()
+@cli.command()
 @click.option("--query", "query_names", multiple=True, metavar="NAME", help="Run only this query (repeatable).")
 @click.option("--since", metavar="YYYY-MM-DD", help="Search from this Entrez date instead of the usual window.")
 @click.pass_obj
@@ -174,7 +174,7 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
     return line
 
 
-@main.command()
+@cli.command()
 @click.option("--format", "fmt", type=click.Choice(sorted(WRITERS)), default="jsonl", show_default=True)
 @click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
 @click.option("--include-deleted/--exclude-deleted", default=True, show_default=True,
@@ -211,7 +211,7 @@ def atomic_write(path: Path) -> Iterator[TextIO]:
         raise
 
 
-@main.command()
+@cli.command()
 @click.option("--runs", "limit", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent runs to show.")
 @click.pass_obj
@@ -302,3 +302,20 @@ def _progress() -> Iterator[Progress]:
     else:
         yield _PlainProgress()
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: click's own usage errors become one line and exit 2, like ours."""
+    try:
+        cli.main(args=argv, prog_name="monitor", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"monitor: error: {exc.format_message()} (see monitor --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("monitor: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,73 @@
+"""The `monitor` command's contract: one-line errors, exit codes, atomic export, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import SHIPPED_CONFIG
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3"}
+
+
+def test_usage_errors_are_one_line_and_exit_2(run_monitor) -> None:
+    for args, expected in [
+        (("frobnicate",), "monitor: error: No such command 'frobnicate'. (see monitor --help)"),
+        (("export", "--format", "xml"),
+         "monitor: error: Invalid value for '--format': 'xml' is not one of 'csv', 'jsonl'. (see monitor --help)"),
+        (("status", "--runs", "0"),
+         "monitor: error: Invalid value for '--runs': 0 is not in the range 1<=x<=1000. (see monitor --help)"),
+    ]:
+        result = run_monitor(*args)
+        assert (result.returncode, result.stderr.strip()) == (2, expected)
+
+
+def test_help_and_version(run_monitor) -> None:
+    assert run_monitor("--version").stdout.strip() == "monitor, version 0.1.0"
+    result = run_monitor("--help")
+    assert result.returncode == 0
+    for command in ("run", "export", "status"):
+        assert f"  {command} " in result.stdout
+
+
+def test_export_on_empty_database_and_bad_destinations(tmp_path: Path, run_monitor) -> None:
+    env = env_for(tmp_path)
+    empty = run_monitor("export", env=env)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    csv_empty = run_monitor("export", "--format", "csv", env=env)
+    assert csv_empty.stdout.splitlines()[0].startswith("pmid,version,status,deleted,retracted,title,")
+    missing = run_monitor("export", "--out", str(tmp_path / "no" / "such" / "x.jsonl"), env=env)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2, f"monitor: error: --out: folder {tmp_path / 'no' / 'such'} does not exist")
+    folder = run_monitor("export", "--out", str(tmp_path), env=env)
+    assert (folder.returncode, folder.stderr.strip()) == (
+        2, f"monitor: error: --out: {tmp_path} is a directory; give a file name")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_status_on_a_fresh_database(tmp_path: Path, run_monitor) -> None:
+    result = run_monitor("status", env=env_for(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "papers: 0 stored" in result.stdout
+    assert "gut-skin-axis: never run (first run backfills from 2024-01-01)" in result.stdout
+    assert "recent runs: none yet (run `monitor run`)" in result.stdout
+
+
+def test_unusable_database_is_one_line_exit_1(tmp_path: Path, run_monitor) -> None:
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not sqlite" * 200)
+    result = run_monitor("status", env={**env_for(tmp_path), "MONITOR_DB_URL": f"sqlite:///{junk}"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"monitor: error: cannot open database sqlite:///{junk}")
+    assert junk.read_bytes() == b"not sqlite" * 200  # nothing already stored is touched
+
+
+def test_future_since_is_refused(tmp_path: Path, run_monitor) -> None:
+    env = {**env_for(tmp_path), "MONITOR_NOW": "2026-11-22T00:00:00Z"}
+    result = run_monitor("run", "--since", "2027-01-01", env=env)
+    assert (result.returncode, result.stderr.strip()) == (2, "monitor: error: --since: 2027-01-01 is in the future")
+    bad_now = run_monitor("run", env={**env_for(tmp_path), "MONITOR_NOW": "soon"})
+    assert (bad_now.returncode, bad_now.stderr.strip()) == (
+        2, "monitor: error: MONITOR_NOW: not an ISO 8601 date-time: 'soon'")
