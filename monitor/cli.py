@@ -237,9 +237,9 @@ def status(app: App, limit: int) -> None:
     for r in runs:
         took = f", {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
         click.echo(f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}")
-        for q in r.queries:
-            note = f"  {q.message}" if q.message and q.status != "ok" else ""
-            click.echo(f"      {q.name}: {q.status}, found {q.found}, new {q.new}, updated {q.updated}{note}")
+        for qr in r.queries:
+            note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
+            click.echo(f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}")
 
 
 # ------------------------------------------------------------------ progress

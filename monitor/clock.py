@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from .errors import ConfigError
 
@@ -43,10 +43,9 @@ def ensure_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def clock_from_env(env: dict[str, str] | None = None) -> Clock:
+def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
     """``MONITOR_NOW`` set → a fixed clock at that instant, else the system clock."""
-    env = os.environ if env is None else env
-    raw = env.get("MONITOR_NOW")
+    raw = (os.environ if env is None else env).get("MONITOR_NOW")
     if not raw:
         return SystemClock()
     try:

@@ -114,11 +114,11 @@ class Cycle:
         reports: list[QueryReport] = []
         try:
             for query in chosen:
-                report = self._run_query(query, run_id, since)
-                self.store.record_query(run_id, report)
-                reports.append(report)
+                outcome = self._run_query(query, run_id, since)
+                self.store.record_query(run_id, outcome)
+                reports.append(outcome)
                 if on_query:
-                    on_query(report)
+                    on_query(outcome)
         except BaseException as exc:
             # Interrupted (Ctrl-C) or the database failed: close the run log entry if the DB lets us.
             try:

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import httpx
 from lxml import etree
@@ -354,13 +354,3 @@ def _snippet(body: bytes, limit: int = 160) -> str:
     text = " ".join(body[:limit * 2].decode("utf-8", "replace").split())
     return text[:limit] + ("…" if len(text) > limit else "")
 
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
