@@ -89,6 +89,10 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("monitor: interrupted; everything stored so far is kept", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`monitor export | head`): stop quietly, as `cat` would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the promise is: no tracebacks for users
             if app.debug:
                 raise

@@ -71,3 +71,18 @@ def test_future_since_is_refused(tmp_path: Path, run_monitor) -> None:
     bad_now = run_monitor("run", env={**env_for(tmp_path), "MONITOR_NOW": "soon"})
     assert (bad_now.returncode, bad_now.stderr.strip()) == (
         2, "monitor: error: MONITOR_NOW: not an ISO 8601 date-time: 'soon'")
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import monitor_executable
+
+    env = {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3",
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([monitor_executable(), "export", "--format", "csv"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader goes away before the header is written
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"internal error" not in err
