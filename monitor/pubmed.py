@@ -170,14 +170,14 @@ def _check_root(root: etree._Element) -> None:
 def _read_record(rec: etree._Element) -> Article | RecordError:
     tag = rec.tag
     if tag == "PubmedBookArticle":
-        citation = rec.find("BookDocument")
-        data = rec.find("PubmedBookData")
+        citation = _find(rec, "BookDocument")
+        data = _find(rec, "PubmedBookData")
     elif tag == "PubmedArticle":
-        citation = rec.find("MedlineCitation")
-        data = rec.find("PubmedData")
+        citation = _find(rec, "MedlineCitation")
+        data = _find(rec, "PubmedData")
     else:  # a MedlineCitation of a MEDLINE update file: no PubmedData at all
         citation, data = rec, None
-    pmid_el = citation.find("PMID") if citation is not None else None
+    pmid_el = _find(citation, "PMID") if citation is not None else None
     if pmid_el is None:
         return RecordError(None, f"<{tag}> record has no PMID")
     pmid = (pmid_el.text or "").strip()
@@ -199,12 +199,12 @@ def _article(pmid: str, pmid_el: etree._Element, mc: etree._Element, data: etree
         raise ValueError("MedlineCitation has no Article element")
     art = _children(art_el)
     journal_el = _first(art, "Journal")
-    issue = journal_el.find("JournalIssue") if journal_el is not None else None
+    issue = _find(journal_el, "JournalIssue") if journal_el is not None else None
     history = _history(data)
-    pub_date, sort_date = _pub_date(issue.find("PubDate") if issue is not None else None)
+    pub_date, sort_date = _pub_date(_find(issue, "PubDate") if issue is not None else None)
     if sort_date is None:
         pub_date, sort_date = _fallback_date(pub_date, _first(art, "ArticleDate"), history)
-    ids = _article_ids(data.find("ArticleIdList") if data is not None else None)
+    ids = _article_ids(_find(data, "ArticleIdList") if data is not None else None)
     doi = ids.get("doi") or _elocation_doi(art.get("ELocationID", ()))
     authors = _authors(art.get("AuthorList", ()))
     old_affiliation = _opt(_first(art, "Affiliation"))
@@ -238,30 +238,30 @@ def _article(pmid: str, pmid_el: etree._Element, mc: etree._Element, data: etree
 
 
 def _book(pmid: str, pmid_el: etree._Element, doc: etree._Element, data: etree._Element | None) -> Article:
-    book = doc.find("Book")
-    chapter_title = _text(doc.find("ArticleTitle"))
-    book_title = _text(book.find("BookTitle")) if book is not None else ""
+    book = _find(doc, "Book")
+    chapter_title = _text(_find(doc, "ArticleTitle"))
+    book_title = _text(_find(book, "BookTitle")) if book is not None else ""
     history = _history(data)
-    pub_date, sort_date = _pub_date(book.find("PubDate") if book is not None else None)
+    pub_date, sort_date = _pub_date(_find(book, "PubDate") if book is not None else None)
     if sort_date is None:
         pub_date, sort_date = _fallback_date(pub_date, None, history)
-    ids = _article_ids(doc.find("ArticleIdList"))
-    doi = _elocation_doi(doc.iterfind("ELocationID"))
+    ids = _article_ids(_find(doc, "ArticleIdList"))
+    doi = _elocation_doi(doc.iterchildren("ELocationID"))
     if book is not None:
-        doi = doi or _elocation_doi(book.iterfind("ELocationID"))
+        doi = doi or _elocation_doi(book.iterchildren("ELocationID"))
     doi = ids.get("doi") or doi
     # Chapter authors live on BookDocument; a whole-book record keeps its authors on Book. Editors are
     # not authors of the record.
-    authors = _authors(doc.findall("AuthorList"))
+    authors = _authors(list(doc.iterchildren("AuthorList")))
     if not authors and book is not None:
-        authors = _authors(book.findall("AuthorList"))
+        authors = _authors(list(book.iterchildren("AuthorList")))
     # A chapter sits in a book the way an article sits in a journal; a whole book has no container.
     journal = Journal()
     if chapter_title and book is not None:
         journal = Journal(
             title=book_title or None,
-            volume=_opt(book.find("Volume")),
-            pages=_pages(doc.find("Pagination")),
+            volume=_opt(_find(book, "Volume")),
+            pages=_pages(_find(doc, "Pagination")),
         )
     return Article(
         pmid=pmid,
@@ -269,7 +269,7 @@ def _book(pmid: str, pmid_el: etree._Element, doc: etree._Element, data: etree._
         kind="book",
         status=None,
         title=chapter_title or book_title,
-        abstract=_abstract(doc.find("Abstract")),
+        abstract=_abstract(_find(doc, "Abstract")),
         authors=authors,
         journal=journal,
         pub_date=pub_date,
@@ -277,12 +277,12 @@ def _book(pmid: str, pmid_el: etree._Element, doc: etree._Element, data: etree._
         doi=doi,
         pmcid=ids.get("pmc"),
         pii=ids.get("pii"),
-        languages=_texts(doc.iterfind("Language")),
+        languages=_texts(doc.iterchildren("Language")),
         mesh=(),
-        keywords=_keywords(doc.findall("KeywordList")),
-        publication_types=_publication_types(doc.iterfind("PublicationType")),
-        corrections=_corrections(doc.find("CommentsCorrectionsList")),
-        date_revised=_date(doc.find("DateRevised")),
+        keywords=_keywords(list(doc.iterchildren("KeywordList"))),
+        publication_types=_publication_types(doc.iterchildren("PublicationType")),
+        corrections=_corrections(_find(doc, "CommentsCorrectionsList")),
+        date_revised=_date(_find(doc, "DateRevised")),
         date_completed=None,
         history=history,
     )
@@ -296,7 +296,7 @@ def _abstract(abstract: etree._Element | None) -> tuple[AbstractSection, ...]:
     if abstract is None:
         return ()
     sections = []
-    for el in abstract.iterfind("AbstractText"):
+    for el in abstract.iterchildren("AbstractText"):
         text = _text(el)
         label = el.get("Label") or None
         if text or label:
@@ -309,7 +309,7 @@ def _authors(lists: list[etree._Element]) -> tuple[Author, ...]:
     for author_list in lists:
         if author_list.get("Type") == "editors":
             continue
-        for el in author_list.iterfind("Author"):
+        for el in author_list.iterchildren("Author"):
             if el.get("ValidYN") == "N":  # NLM keeps misspelt names for searching; they are not authors
                 continue
             authors.append(_author(el))
@@ -331,7 +331,7 @@ def _author(el: etree._Element) -> Author:
         elif tag == "CollectiveName":
             collective = _text(child) or None
         elif tag == "AffiliationInfo":
-            for aff in child.iterfind("Affiliation"):
+            for aff in child.iterchildren("Affiliation"):
                 text = _text(aff)
                 if text:
                     affiliations.append(text)
@@ -360,13 +360,15 @@ def _journal(
 ) -> Journal:
     volume = number = None
     if issue is not None:
-        volume, number = _opt(issue.find("Volume")), _opt(issue.find("Issue"))
+        found = _first_children(issue, ("Volume", "Issue"))
+        volume, number = _opt(found["Volume"]), _opt(found["Issue"])
     if journal is None:
         return Journal(volume=volume, issue=number, pages=_pages(pagination))
+    found = _first_children(journal, ("Title", "ISOAbbreviation", "ISSN"))
     return Journal(
-        title=_opt(journal.find("Title")),
-        iso_abbreviation=_opt(journal.find("ISOAbbreviation")),
-        issn=_opt(journal.find("ISSN")),
+        title=_opt(found["Title"]),
+        iso_abbreviation=_opt(found["ISOAbbreviation"]),
+        issn=_opt(found["ISSN"]),
         volume=volume,
         issue=number,
         pages=_pages(pagination),
@@ -376,10 +378,10 @@ def _journal(
 def _pages(pagination: etree._Element | None) -> str | None:
     if pagination is None:
         return None
-    pages = _opt(pagination.find("MedlinePgn"))
+    pages = _opt(_find(pagination, "MedlinePgn"))
     if pages:
         return pages
-    start, end = _opt(pagination.find("StartPage")), _opt(pagination.find("EndPage"))
+    start, end = _opt(_find(pagination, "StartPage")), _opt(_find(pagination, "EndPage"))
     if start and end and end != start:
         return f"{start}-{end}"
     return start or end
@@ -390,7 +392,7 @@ def _article_ids(id_list: etree._Element | None) -> dict[str, str]:
     ids: dict[str, str] = {}
     if id_list is None:
         return ids
-    for el in id_list.iterfind("ArticleId"):
+    for el in id_list.iterchildren("ArticleId"):
         kind = el.get("IdType")
         value = (el.text or "").strip()
         if kind and value and kind not in ids:
@@ -414,7 +416,7 @@ def _mesh(heading_list: etree._Element | None) -> tuple[MeshHeading, ...]:
     if heading_list is None:
         return ()
     headings = []
-    for heading in heading_list.iterfind("MeshHeading"):
+    for heading in heading_list.iterchildren("MeshHeading"):
         descriptor = None
         qualifiers = []
         for child in heading:  # one pass: DescriptorName then its QualifierNames
@@ -438,7 +440,7 @@ def _mesh(heading_list: etree._Element | None) -> tuple[MeshHeading, ...]:
 def _keywords(keyword_lists: Iterable[etree._Element]) -> tuple[str, ...]:
     seen: dict[str, None] = {}  # insertion-ordered set: NLM and author keywords often repeat
     for keyword_list in keyword_lists:
-        for el in keyword_list.iterfind("Keyword"):
+        for el in keyword_list.iterchildren("Keyword"):
             word = _text(el)
             if word:
                 seen.setdefault(word)
@@ -458,10 +460,10 @@ def _corrections(comments: etree._Element | None) -> tuple[Correction, ...]:
     if comments is None:
         return ()
     found = []
-    for el in comments.iterfind("CommentsCorrections"):
+    for el in comments.iterchildren("CommentsCorrections"):
         ref_type = el.get("RefType")
         if ref_type in STATUS_REF_TYPES:
-            found.append(Correction(ref_type, _opt(el.find("RefSource")), _opt(el.find("PMID"))))
+            found.append(Correction(ref_type, _opt(_find(el, "RefSource")), _opt(_find(el, "PMID"))))
     return tuple(found)
 
 
@@ -469,11 +471,12 @@ def _history(data: etree._Element | None) -> tuple[HistoryDate, ...]:
     if data is None:
         return ()
     found = []
-    for el in data.iterfind("History/PubMedPubDate"):
-        status = el.get("PubStatus")
-        date = _date(el)
-        if status and date is not None:
-            found.append(HistoryDate(status, date))
+    for history in data.iterchildren("History"):
+        for el in history.iterchildren("PubMedPubDate"):
+            status = el.get("PubStatus")
+            date = _date(el)
+            if status and date is not None:
+                found.append(HistoryDate(status, date))
     return tuple(found)
 
 
@@ -503,13 +506,14 @@ def _pub_date(el: etree._Element | None) -> tuple[str | None, dt.date | None]:
     """JournalIssue/PubDate (or Book/PubDate) → (printed form, sort date)."""
     if el is None:
         return None, None
-    medline = _opt(el.find("MedlineDate"))
+    found = _first_children(el, ("MedlineDate", "Year", "Month", "Season", "Day"))
+    medline = _opt(found["MedlineDate"])
     if medline:
         return medline, _medline_date(medline)
-    year_text = _opt(el.find("Year"))
-    month_text = _opt(el.find("Month"))
-    season = _opt(el.find("Season"))
-    day_text = _opt(el.find("Day"))
+    year_text = _opt(found["Year"])
+    month_text = _opt(found["Month"])
+    season = _opt(found["Season"])
+    day_text = _opt(found["Day"])
     printed = " ".join(p for p in (year_text, month_text or season, day_text) if p) or None
     year = _int(year_text)
     if year is None:
@@ -609,6 +613,21 @@ def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
 def _first(grouped: dict[str, list[etree._Element]], tag: str) -> etree._Element | None:
     found = grouped.get(tag)
     return found[0] if found else None
+
+
+def _find(el: etree._Element, tag: str) -> etree._Element | None:
+    """``el.find(tag)`` for a plain child tag. ``find`` runs lxml's ElementPath in Python; the C-level
+    child iterator is about twice as fast, which adds up over the ~25 lookups of every record."""
+    return next(el.iterchildren(tag), None)
+
+
+def _first_children(el: etree._Element, tags: tuple[str, ...]) -> dict[str, etree._Element | None]:
+    """The first direct child with each of ``tags`` (None when absent), in one pass over the children."""
+    found: dict[str, etree._Element | None] = dict.fromkeys(tags)
+    for child in el.iterchildren(tags):
+        if found[child.tag] is None:
+            found[child.tag] = child
+    return found
 
 
 def _clean(text: str) -> str:
