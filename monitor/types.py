@@ -272,3 +272,58 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class TagEvidence:
+    """Why one tag (or one side of the gut–skin relevance) was given.
+
+    ``kind`` is ``condition`` | ``intervention`` | ``design`` | ``relevance`` (for relevance, ``tag`` is
+    ``skin_side`` or ``gut_side``). ``source`` is ``mesh`` | ``title`` | ``abstract:<SECTION>`` (the
+    NlmCategory, or the role a sentence of an unstructured abstract plays) | ``keyword`` |
+    ``publication_type``. ``text`` is the matched text as written; ``weight`` what the mention earned.
+    """
+
+    tag: str
+    kind: str
+    source: str
+    text: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tagging:
+    """The tags of one paper (ids sorted) with their evidence and the taxonomy version that made them."""
+
+    conditions: tuple[str, ...] = ()
+    interventions: tuple[str, ...] = ()
+    designs: tuple[str, ...] = ()
+    gut_skin_relevant: bool = False
+    relevance: float = 0.0
+    evidence: tuple[TagEvidence, ...] = ()
+    taxonomy_version: str = ""
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag id (conditions, interventions, designs), sorted."""
+        return tuple(sorted((*self.conditions, *self.interventions, *self.designs)))
+
+    def evidence_for(self, tag: str) -> tuple[TagEvidence, ...]:
+        return tuple(e for e in self.evidence if e.tag == tag)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists, evidence as a list of dicts)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tagging:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            conditions=tuple(data.get("conditions", ())),
+            interventions=tuple(data.get("interventions", ())),
+            designs=tuple(data.get("designs", ())),
+            gut_skin_relevant=bool(data.get("gut_skin_relevant", False)),
+            relevance=float(data.get("relevance", 0.0)),
+            evidence=tuple(TagEvidence(**e) for e in data.get("evidence", ())),
+            taxonomy_version=str(data.get("taxonomy_version", "")),
+        )
