@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO, TypeVar
@@ -26,7 +27,8 @@ from .cycle import Cycle, Progress, summarize
 from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
-from .store import Storage
+from .store import Storage, Tagger
+from .tagging import load_taxonomy, tag
 from .types import QueryReport
 
 log = logging.getLogger("monitor")
@@ -62,6 +64,11 @@ class App:
             self._store = Storage.open(self.config.storage.url)
             self._closers.append(self._store.close)
         return self._store
+
+    def tagger(self) -> Tagger:
+        """The tagger for the configured taxonomy (loaded once per command)."""
+        taxonomy = load_taxonomy(self.config.tagging.taxonomy)
+        return functools.partial(tag, taxonomy=taxonomy)
 
     def client(self) -> EntrezClient:
         client = EntrezClient(self.config.entrez)
@@ -145,7 +152,7 @@ def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
     queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
     width = max(len(q.name) for q in queries + [config.queries[0]])
     with _progress() as progress:
-        cycle = Cycle(config, app.client(), app.store, app.clock, progress)
+        cycle = Cycle(config, app.client(), app.store, app.clock, progress, tagger=app.tagger())
 
         def show(report: QueryReport) -> None:
             # rich's live bar redirects stdout, so plain echo lands above the bar.
@@ -216,6 +223,30 @@ def atomic_write(path: Path) -> Iterator[TextIO]:
 
 
 @cli.command()
+@click.pass_obj
+@handle_errors
+def retag(app: App) -> None:
+    """Tag every stored paper again with the current taxonomy; report what changed per tag."""
+    tagger = app.tagger()
+    version = tagger.keywords["taxonomy"].version
+    total = app.store.count_papers()
+    began = time.perf_counter()
+    with _progress() as progress:
+        progress.begin("retag", total)
+        changes = app.store.retag(tagger, progress=lambda n: progress.advance("retag", n))
+        progress.end("retag")
+    seconds = time.perf_counter() - began
+    rate = changes.examined / seconds if seconds > 0 else 0.0
+    click.echo(f"retagged {changes.examined} papers with taxonomy {version} in {seconds:.1f}s "
+               f"({rate:,.0f} papers/s): tags changed on {changes.changed}, "
+               f"{changes.rewritten} rewritten (evidence, score or taxonomy version)")
+    removed = dict(changes.removed)
+    added = dict(changes.added)
+    for tag_id in sorted(set(added) | set(removed)):
+        click.echo(f"  {tag_id:<28} +{added.get(tag_id, 0):<6} -{removed.get(tag_id, 0)}")
+
+
+@cli.command()
 @click.option("--runs", "limit", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent runs to show.")
 @click.pass_obj
@@ -226,6 +257,10 @@ def status(app: App, limit: int) -> None:
     click.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"papers: {store.count_papers()} stored ({store.count_papers(include_deleted=True)} "
                "including withdrawn)")
+    versions = store.taxonomy_versions()
+    if versions:
+        listed = ", ".join(f"{v or 'untagged'}: {n}" for v, n in sorted(versions.items(), key=lambda x: -x[1]))
+        click.echo(f"tags: {listed}")
     states = {s.name: s for s in store.all_query_states()}
     click.echo("queries:")
     for q in config.queries:

@@ -48,6 +48,11 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TaggingConfig:
+    taxonomy: Path  # absolute: resolved against the config file's folder
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
     name: str
     term: str
@@ -61,6 +66,7 @@ class Config:
     queries: tuple[Query, ...]
     entrez: EntrezConfig = field(default_factory=EntrezConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    tagging: TaggingConfig = field(default_factory=lambda: TaggingConfig(Path("taxonomy.toml")))
     lookback_days: int = 30
 
     def query(self, name: str) -> Query:
@@ -155,6 +161,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     default_since = top.get("since", dt.date)
     entrez = _entrez(_Reader(top.get("entrez", dict, {}), "entrez", file), env)
     storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
+    tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -171,7 +178,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
             )
         seen[q.name] = i
         queries.append(q)
-    return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, lookback_days=lookback)
+    return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
+                  lookback_days=lookback)
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
@@ -211,6 +219,13 @@ def _storage(r: _Reader, path: Path, env: Mapping[str, str]) -> StorageConfig:
     if "://" not in url:
         r.fail("url", f"must be a SQLAlchemy URL like {DEFAULT_DB_URL!r}, not {url!r}")
     return StorageConfig(url=absolute_sqlite_url(url, path.resolve().parent))
+
+
+def _tagging(r: _Reader, path: Path) -> TaggingConfig:
+    """The taxonomy file (tags, synonyms, MeSH) lives beside the config unless told otherwise."""
+    name = r.text("taxonomy", "taxonomy.toml") or "taxonomy.toml"
+    r.done()
+    return TaggingConfig(taxonomy=(path.resolve().parent / name))
 
 
 def absolute_sqlite_url(url: str, base: Path) -> str:

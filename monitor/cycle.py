@@ -23,7 +23,7 @@ from .clock import Clock
 from .config import Config, Query
 from .entrez import EntrezClient
 from .errors import EntrezError, QueryDegraded
-from .store import QueryState, Storage
+from .store import QueryState, Storage, Tagger
 from .types import ParsedItem, QueryReport, RecordError, RunReport, SearchResult
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,9 @@ class Cycle:
     """Runs queries against NCBI into the store. Time comes from ``clock``, never the system."""
 
     def __init__(self, config: Config, client: EntrezClient, store: Storage, clock: Clock,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, tagger: Tagger | None = None) -> None:
         self.config = config
+        self.tagger = tagger
         self.client = client
         self.store = store
         self.clock = clock
@@ -207,7 +208,8 @@ class Cycle:
             elif item.pmid in wanted:
                 good.append(item)
             # Anything else NCBI sent along (it should not) is ignored rather than linked to this query.
-        outcome = self.store.store_batch(good, query=query.name, now=self.clock.now(), run_id=run_id)
+        outcome = self.store.store_batch(good, query=query.name, now=self.clock.now(), run_id=run_id,
+                                         tagger=self.tagger)
         tally.new += len(outcome.new)
         tally.updated += len(outcome.updated)
         tally.deleted += len(outcome.deleted)

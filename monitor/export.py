@@ -11,12 +11,14 @@ import json
 from typing import Any, Callable, Iterable, TextIO
 
 from .store import StoredPaper
+from .types import TagEvidence
 
 CSV_COLUMNS = (
     "pmid", "version", "status", "deleted", "retracted", "title", "abstract", "authors", "journal",
     "journal_iso", "volume", "issue", "pages", "pub_date", "sort_date", "year", "doi", "pmcid", "pii",
     "languages", "mesh", "keywords", "publication_types", "corrections", "date_revised", "date_completed",
-    "queries", "first_seen_at", "updated_at",
+    "queries", "first_seen_at", "updated_at", "conditions", "interventions", "designs", "gut_skin_relevant",
+    "relevance", "tag_evidence", "taxonomy_version",
 )
 
 
@@ -33,7 +35,21 @@ def paper_record(paper: StoredPaper) -> dict[str, Any]:
         first_seen_at=paper.first_seen_at.isoformat(),
         updated_at=paper.updated_at.isoformat(),
     )
+    t = paper.tagging
+    record.update(
+        conditions=list(t.conditions) if t else [],
+        interventions=list(t.interventions) if t else [],
+        designs=list(t.designs) if t else [],
+        gut_skin_relevant=t.gut_skin_relevant if t else None,
+        relevance=t.relevance if t else None,
+        tag_evidence=[_evidence(e) for e in t.evidence] if t else [],
+        taxonomy_version=t.taxonomy_version if t else None,
+    )
     return record
+
+
+def _evidence(e: TagEvidence) -> dict[str, Any]:
+    return {"tag": e.tag, "kind": e.kind, "source": e.source, "text": e.text, "weight": e.weight}
 
 
 def write_jsonl(papers: Iterable[StoredPaper], out: TextIO) -> int:
@@ -75,6 +91,21 @@ def _csv_row(paper: StoredPaper) -> dict[str, Any]:
         "date_completed": a.date_completed.isoformat() if a.date_completed else "",
         "queries": "; ".join(name for name, _ in paper.queries),
         "first_seen_at": paper.first_seen_at.isoformat(), "updated_at": paper.updated_at.isoformat(),
+        **_csv_tags(paper),
+    }
+
+
+def _csv_tags(paper: StoredPaper) -> dict[str, Any]:
+    t = paper.tagging
+    if t is None:
+        return {"conditions": "", "interventions": "", "designs": "", "gut_skin_relevant": "", "relevance": "",
+                "tag_evidence": "", "taxonomy_version": ""}
+    return {
+        "conditions": "; ".join(t.conditions), "interventions": "; ".join(t.interventions),
+        "designs": "; ".join(t.designs), "gut_skin_relevant": t.gut_skin_relevant,
+        "relevance": f"{t.relevance:.3f}",
+        "tag_evidence": "; ".join(f"{e.tag} <- {e.source}: {e.text}" for e in t.evidence),
+        "taxonomy_version": t.taxonomy_version,
     }
 
 

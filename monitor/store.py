@@ -9,13 +9,14 @@ import, chosen from the engine.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StorageError
-from .types import Article, Deletion, ParsedItem, QueryReport, StoreOutcome
+from .types import Article, Deletion, ParsedItem, QueryReport, StoreOutcome, Tagging
 
 metadata = sa.MetaData()
 
@@ -46,6 +47,19 @@ papers = sa.Table(
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gut_skin_relevant", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("relevance", sa.Float, nullable=False, default=0.0, server_default="0"),
+    sa.Column("taxonomy_version", sa.String(80)),
+    sa.Column("tagging", sa.Text),  # Tagging.to_dict() as JSON, evidence included
+)
+
+paper_tags = sa.Table(
+    "paper_tags",
+    metadata,
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),  # condition | intervention | design
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Index("ix_paper_tags_tag", "tag", "pmid"),
 )
 
 paper_queries = sa.Table(
@@ -144,6 +158,19 @@ class StoredPaper:
     first_seen_at: dt.datetime
     updated_at: dt.datetime
     queries: tuple[tuple[str, dt.datetime], ...]  # (query name, first found at)
+    tagging: Tagging | None = None  # None until the paper has been tagged
+
+
+@dataclass(frozen=True, slots=True)
+class TagChanges:
+    """What (re)tagging changed: papers examined and changed, and per tag id how many papers gained or
+    lost it (``gut_skin_relevant`` counts as a tag here)."""
+
+    examined: int = 0
+    changed: int = 0  # papers whose tags (or relevance flag) changed
+    rewritten: int = 0  # papers whose stored tagging changed at all (evidence, score, taxonomy version)
+    added: tuple[tuple[str, int], ...] = ()
+    removed: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +273,11 @@ class Storage:
         return found
 
     def store_batch(
-        self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime, run_id: int | None = None
+        self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime, run_id: int | None = None,
+        tagger: Tagger | None = None,
     ) -> StoreOutcome:
-        """Upsert one fetched batch in one transaction, linking each article to ``query``.
+        """Upsert one fetched batch in one transaction, linking each article to ``query``; with a
+        ``tagger``, new and revised papers are tagged in the same transaction (never stored untagged).
 
         Idempotent: storing the same batch twice changes nothing the second time.
         """
@@ -290,6 +319,8 @@ class Storage:
                 deleted.append(pmid)
             if query:
                 self._link(conn, list(articles), query, now, run_id, fresh=new)
+            if tagger is not None and (new or updated):
+                self._save_taggings(conn, {p: tagger(articles[p]) for p in new + updated})
         return StoreOutcome(tuple(new), tuple(updated), tuple(unchanged), tuple(deleted))
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
@@ -381,6 +412,7 @@ class Storage:
                     first_seen_at=_utc(r.first_seen_at),
                     updated_at=_utc(r.updated_at),
                     queries=tuple(links.get(r.pmid, ())),
+                    tagging=Tagging.from_dict(orjson.loads(r.tagging)) if r.tagging else None,
                 )
             last = rows[-1].pmid
 
@@ -391,6 +423,79 @@ class Storage:
             if pmid is not None:
                 q = q.where(paper_events.c.pmid == int(pmid))
             return [(str(r.pmid), r.kind, _utc(r.at)) for r in conn.execute(q)]
+
+    # ---------------------------------------------------------------- tags
+
+    def retag(self, tagger: Tagger, *, batch: int = 2000,
+              progress: Callable[[int], None] | None = None) -> TagChanges:
+        """Tag every stored (not withdrawn) paper again, writing only what changed, one transaction per
+        batch. Running it twice with the same taxonomy changes nothing the second time."""
+        total = _Changes()
+        last = -1
+        while True:
+            with self._tx("retagging papers") as conn:
+                rows = conn.execute(
+                    sa.select(papers.c.pmid, papers.c.data).where(papers.c.pmid > last, papers.c.deleted.is_(False))
+                    .order_by(papers.c.pmid).limit(batch)
+                ).all()
+                if not rows:
+                    break
+                taggings = {str(r.pmid): tagger(Article.from_dict(orjson.loads(r.data))) for r in rows}
+                total.merge(self._save_taggings(conn, taggings))
+            last = rows[-1].pmid
+            if progress:
+                progress(len(rows))
+        return total.frozen()
+
+    def save_taggings(self, taggings: dict[str, Tagging]) -> TagChanges:
+        with self._tx("saving tags") as conn:
+            return self._save_taggings(conn, taggings).frozen()
+
+    def _save_taggings(self, conn: Connection, taggings: dict[str, Tagging]) -> _Changes:
+        changes = _Changes(examined=len(taggings))
+        ints = [int(p) for p in taggings]
+        stored: dict[str, str | None] = {}
+        for start in range(0, len(ints), _IN_CHUNK):
+            chunk = ints[start:start + _IN_CHUNK]
+            stored.update((str(r.pmid), r.tagging) for r in conn.execute(
+                sa.select(papers.c.pmid, papers.c.tagging).where(papers.c.pmid.in_(chunk))))
+        deletes: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for pmid, tagging in taggings.items():
+            if pmid not in stored:
+                continue  # not a stored paper: nothing to tag
+            text = orjson.dumps(tagging).decode("utf-8")
+            if text == stored[pmid]:
+                continue
+            before = _tag_rows(Tagging.from_dict(orjson.loads(stored[pmid]))) if stored[pmid] else set()
+            after = _tag_rows(tagging)
+            for kind, tag in before - after:
+                deletes.append({"p": int(pmid), "k": kind, "t": tag})
+                changes.removed[tag] += 1
+            for kind, tag in after - before:
+                inserts.append({"pmid": int(pmid), "kind": kind, "tag": tag})
+                changes.added[tag] += 1
+            updates.append({"p": int(pmid), "tagging": text, "taxonomy_version": tagging.taxonomy_version,
+                            "relevance": tagging.relevance, "gut_skin_relevant": tagging.gut_skin_relevant})
+            changes.changed += before != after
+            changes.rewritten += 1
+        if deletes:
+            conn.execute(paper_tags.delete().where(
+                paper_tags.c.pmid == sa.bindparam("p"), paper_tags.c.kind == sa.bindparam("k"),
+                paper_tags.c.tag == sa.bindparam("t")), deletes)
+        if inserts:
+            conn.execute(paper_tags.insert(), inserts)
+        if updates:
+            conn.execute(papers.update().where(papers.c.pmid == sa.bindparam("p")), updates)
+        return changes
+
+    def taxonomy_versions(self) -> dict[str | None, int]:
+        """How many stored papers each taxonomy version tagged (None: not tagged yet)."""
+        with self._tx("reading taxonomy versions") as conn:
+            rows = conn.execute(sa.select(papers.c.taxonomy_version, sa.func.count())
+                                .where(papers.c.deleted.is_(False)).group_by(papers.c.taxonomy_version))
+            return {r[0]: int(r[1]) for r in rows}
 
     # ---------------------------------------------------------------- watermarks
 
@@ -513,3 +618,36 @@ def _safe_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for an error message
         return "(unparsable URL)"
+
+
+Tagger = Callable[[Article], Tagging]
+
+
+def _tag_rows(tagging: Tagging) -> set[tuple[str, str]]:
+    """The ``paper_tags`` rows of a tagging; ``gut_skin_relevant`` rides along as a pseudo-tag."""
+    rows = {("condition", t) for t in tagging.conditions}
+    rows |= {("intervention", t) for t in tagging.interventions}
+    rows |= {("design", t) for t in tagging.designs}
+    if tagging.gut_skin_relevant:
+        rows.add(("relevance", "gut_skin_relevant"))
+    return rows
+
+
+@dataclass
+class _Changes:
+    examined: int = 0
+    changed: int = 0
+    rewritten: int = 0
+    added: collections.Counter[str] = field(default_factory=collections.Counter)
+    removed: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def merge(self, other: _Changes) -> None:
+        self.examined += other.examined
+        self.changed += other.changed
+        self.rewritten += other.rewritten
+        self.added.update(other.added)
+        self.removed.update(other.removed)
+
+    def frozen(self) -> TagChanges:
+        return TagChanges(self.examined, self.changed, self.rewritten, tuple(sorted(self.added.items())),
+                          tuple(sorted(self.removed.items())))

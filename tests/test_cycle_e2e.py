@@ -22,7 +22,9 @@ from tests.eutils_standin import StandIn
 
 TODAY = dt.date(2026, 11, 22)
 NOW = "2026-11-22T03:00:00+00:00"
-FAST_RETRIES = {"timeout = 60": "timeout = 1", "backoff_seconds = 1.0": "backoff_seconds = 0.02\nmax_backoff_seconds = 0.2"}
+FAST_RETRIES = {"timeout = 60": "timeout = 1", "backoff_seconds = 1.0": "backoff_seconds = 0.02\nmax_backoff_seconds = 0.2",
+                # the copied config lives in a tmp dir: point it at the shipped taxonomy
+                'taxonomy = "taxonomy.toml"': f'taxonomy = "{SHIPPED_CONFIG.parent / "taxonomy.toml"}"'}
 
 
 class World:
@@ -344,3 +346,53 @@ def test_status_shows_watermarks_and_runs(world: World) -> None:
     for q in world.queries:
         assert f"  {q.name}: last success 2026-11-22 03:00 UTC, window {q.since}..2026-11-22" in result.stdout
     assert "#1 2026-11-22 03:00 UTC  ok" in result.stdout
+
+
+def test_papers_are_tagged_on_run_and_a_synonym_change_retags_exactly_the_affected(world: World) -> None:
+    assert world.monitor("run", key=True).returncode == 0, "first run"
+    before = {p["pmid"]: p for p in world.export()}
+    for p in before.values():
+        assert p["taxonomy_version"] and isinstance(p["relevance"], float)
+        assert set(p) >= {"conditions", "interventions", "designs", "gut_skin_relevant", "tag_evidence"}
+        for ev in p["tag_evidence"]:
+            assert set(ev) == {"tag", "kind", "source", "text", "weight"} and ev["text"]
+    assert any(p["designs"] for p in before.values())
+
+    # A word that names no skin disease, present in a few titles: make it a rosacea synonym.
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z]{7,}", text.lower())}
+
+    title_words: dict[str, set[str]] = {}
+    for pmid, p in before.items():
+        for w in words(p["title"]):
+            title_words.setdefault(w, set()).add(pmid)
+    word = sorted(w for w, ids in title_words.items() if 2 <= len(ids) <= len(before) // 4)[0]
+    in_text = {pmid for pmid, p in before.items()
+               if word in words(" ".join([p["title"], p["abstract_text"], " ".join(p["keywords"])]))}
+    taxonomy = (SHIPPED_CONFIG.parent / "taxonomy.toml").read_text(encoding="utf-8")
+    old_line = "patterns = ['rosacea\\w*', 'acne rosacea']"
+    assert old_line in taxonomy
+    edited = world.tmp / "taxonomy.toml"
+    edited.write_text(taxonomy.replace(old_line, f"patterns = ['rosacea\\w*', 'acne rosacea', '{word}']"))
+    world.config.write_text(re.sub(r'taxonomy = ".*"', f'taxonomy = "{edited}"', world.config.read_text()))
+
+    result = world.monitor("retag")
+    assert result.returncode == 0, result.stderr
+    after = {p["pmid"]: p for p in world.export()}
+    changed = {pmid for pmid in before
+               if {k: before[pmid][k] for k in ("conditions", "interventions", "designs", "gut_skin_relevant")}
+               != {k: after[pmid][k] for k in ("conditions", "interventions", "designs", "gut_skin_relevant")}}
+    gained = {pmid for pmid in before if "rosacea" in after[pmid]["conditions"]
+              and "rosacea" not in before[pmid]["conditions"]}
+    assert title_words[word] - {p for p in before if "rosacea" in before[p]["conditions"]} <= gained
+    assert changed <= in_text  # nothing without the word changed
+    assert gained and changed == gained  # the new synonym only ever adds rosacea
+    assert f"tags changed on {len(changed)}, {len(before)} rewritten" in result.stdout
+    assert re.search(rf"^  rosacea\s+\+{len(gained)}\s+-0$", result.stdout, re.M)
+    for pmid in before:
+        if pmid in gained:
+            assert any(e["tag"] == "rosacea" and e["text"].lower() == word for e in after[pmid]["tag_evidence"])
+
+    again = world.monitor("retag")
+    assert again.returncode == 0 and "tags changed on 0, 0 rewritten" in again.stdout  # idempotent
+    assert world.export() == list(after.values())

@@ -167,3 +167,77 @@ def test_locked_database_is_reported_not_hung(tmp_path: Path) -> None:
             quick.store_batch([a], query="q", now=NOW)
         holder.rollback()
         holder.close()
+
+
+def test_upgrade_from_0001_keeps_papers_and_adds_tag_columns(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from monitor import migrations
+
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0001")
+    a, _ = real_articles()
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO papers (pmid, version, status, deleted, title, retracted, data, content_hash, "
+            "first_seen_at, updated_at, fetched_at) VALUES (:p, 1, 'MEDLINE', 0, :t, 0, :d, 'h', "
+            "'2026-11-22 03:00:00', '2026-11-22 03:00:00', '2026-11-22 03:00:00')"),
+            {"p": int(a.pmid), "t": a.title, "d": __import__("orjson").dumps(a).decode()})
+    engine.dispose()
+    with Storage.open(url) as s:  # upgrades to head
+        (paper,) = list(s.iter_papers())
+        assert paper.article == a and paper.tagging is None
+        assert s.taxonomy_versions() == {None: 1}
+
+
+def test_taggings_are_stored_diffed_and_idempotent(store: Storage) -> None:
+    from monitor.types import TagEvidence, Tagging
+
+    a, b = real_articles()
+    store.store_batch([a, b], query="q", now=NOW)
+    ev = (TagEvidence("psoriasis", "condition", "title", "psoriasis", 3.0),)
+    t1 = Tagging(conditions=("psoriasis",), designs=("rct",), gut_skin_relevant=True, relevance=0.8,
+                 evidence=ev, taxonomy_version="v1")
+    changes = store.save_taggings({a.pmid: t1})
+    assert (changes.examined, changes.changed, changes.rewritten) == (1, 1, 1)
+    assert dict(changes.added) == {"psoriasis": 1, "rct": 1, "gut_skin_relevant": 1} and not changes.removed
+    assert store.save_taggings({a.pmid: t1}).rewritten == 0  # same tags again: nothing written
+    t2 = Tagging(conditions=("acne",), designs=("rct",), taxonomy_version="v2")
+    changes = store.save_taggings({a.pmid: t2})
+    assert dict(changes.added) == {"acne": 1}
+    assert dict(changes.removed) == {"psoriasis": 1, "gut_skin_relevant": 1}
+    stored = {p.article.pmid: p.tagging for p in store.iter_papers()}
+    assert stored[a.pmid] == t2 and stored[b.pmid] is None
+    assert store.taxonomy_versions() == {"v2": 1, None: 1}
+
+
+def test_retag_tags_everything_once_then_changes_nothing(store: Storage) -> None:
+    from monitor.types import Tagging
+
+    a, b = real_articles()
+    store.store_batch([a, b], query="q", now=NOW)
+    tagger = lambda art: Tagging(conditions=("acne",) if art.pmid == a.pmid else (), taxonomy_version="v")  # noqa: E731
+    first = store.retag(tagger, batch=1)
+    # One paper gains a tag; both get a stored tagging for the first time.
+    assert (first.examined, first.changed, first.rewritten) == (2, 1, 2)
+    again = store.retag(tagger, batch=1)
+    assert (again.examined, again.changed, again.rewritten, again.added, again.removed) == (2, 0, 0, (), ())
+
+
+def test_store_batch_tags_new_and_revised_papers_in_the_same_transaction(store: Storage) -> None:
+    from monitor.types import Tagging
+
+    a, _ = real_articles()
+    seen: list[str] = []
+
+    def tagger(art: Article) -> Tagging:
+        seen.append(art.pmid)
+        return Tagging(conditions=("lupus",), taxonomy_version="v")
+
+    store.store_batch([a], query="q", now=NOW, tagger=tagger)
+    store.store_batch([a], query="q", now=LATER, tagger=tagger)  # unchanged: not tagged again
+    revised = dataclasses.replace(a, version=a.version + 1)
+    store.store_batch([revised], query="q", now=LATER, tagger=tagger)
+    assert seen == [a.pmid, a.pmid]
+    assert next(store.iter_papers()).tagging.conditions == ("lupus",)
