@@ -25,7 +25,18 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StorageError
-from .types import Article, Deletion, ParsedItem, QueryReport, StoreOutcome, Tagging
+from .types import (
+    AbstractSection,
+    Article,
+    Deletion,
+    MeshHeading,
+    MeshQualifier,
+    ParsedItem,
+    PublicationType,
+    QueryReport,
+    StoreOutcome,
+    Tagging,
+)
 
 metadata = sa.MetaData()
 
@@ -51,6 +62,7 @@ papers = sa.Table(
     sa.Column("relevance", sa.Float, nullable=False, default=0.0, server_default="0"),
     sa.Column("taxonomy_version", sa.String(80)),
     sa.Column("tagging", sa.Text),  # Tagging.to_dict() as JSON, evidence included
+    sa.Column("tag_input", sa.Text),  # tag_input_json(): only the fields the tagger reads, for fast retags
 )
 
 paper_tags = sa.Table(
@@ -198,6 +210,34 @@ def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
     if old.deleted or new_hash != old.content_hash:
         return "updated"
     return "unchanged"
+
+
+def tag_input_json(article: Article) -> str:
+    """The fields the tagger reads (title, abstract, keywords, MeSH, publication types), compactly.
+
+    ``tests/test_store.py`` checks that tagging :func:`tag_input_article` of this gives the same tags as
+    tagging the whole article, on every corpus record, so retags and runs cannot disagree."""
+    return orjson.dumps([
+        article.title,
+        [[s.text, s.label, s.category] for s in article.abstract],
+        article.keywords,
+        [[m.descriptor, m.ui, m.major, [[q.name, q.ui, q.major] for q in m.qualifiers]] for m in article.mesh],
+        [[p.name, p.ui] for p in article.publication_types],
+    ]).decode("utf-8")
+
+
+def tag_input_article(pmid: str, text: str) -> Article:
+    """The :class:`Article` view of :func:`tag_input_json` output (other fields left empty)."""
+    title, abstract, keywords, mesh, types = orjson.loads(text)
+    return Article(
+        pmid=pmid,
+        title=title,
+        abstract=tuple(AbstractSection(t, label, category) for t, label, category in abstract),
+        keywords=tuple(keywords),
+        mesh=tuple(MeshHeading(d, ui, major, tuple(MeshQualifier(*q) for q in quals))
+                   for d, ui, major, quals in mesh),
+        publication_types=tuple(PublicationType(name, ui) for name, ui in types),
+    )
 
 
 def content_hash(data_json: str) -> str:
@@ -435,17 +475,24 @@ class Storage:
         while True:
             with self._tx("retagging papers") as conn:
                 rows = conn.execute(
-                    sa.select(papers.c.pmid, papers.c.data).where(papers.c.pmid > last, papers.c.deleted.is_(False))
+                    sa.select(papers.c.pmid, papers.c.tag_input)
+                    .where(papers.c.pmid > last, papers.c.deleted.is_(False))
                     .order_by(papers.c.pmid).limit(batch)
                 ).all()
                 if not rows:
                     break
-                taggings = {str(r.pmid): tagger(Article.from_dict(orjson.loads(r.data))) for r in rows}
+                taggings = {str(r.pmid): tagger(self._tag_article(conn, r.pmid, r.tag_input)) for r in rows}
                 total.merge(self._save_taggings(conn, taggings))
             last = rows[-1].pmid
             if progress:
                 progress(len(rows))
         return total.frozen()
+
+    def _tag_article(self, conn: Connection, pmid: int, tag_input: str | None) -> Article:
+        if tag_input is not None:
+            return tag_input_article(str(pmid), tag_input)
+        # Stored before tag_input existed: decode the whole record once.
+        return self._article(conn, str(pmid))
 
     def save_taggings(self, taggings: dict[str, Tagging]) -> TagChanges:
         with self._tx("saving tags") as conn:
@@ -573,6 +620,7 @@ def _paper_row(article: Article, data: str, digest: str, now: dt.datetime) -> di
         "retracted": article.is_retracted,
         "data": data,
         "content_hash": digest,
+        "tag_input": tag_input_json(article),
         "updated_at": now,
         "fetched_at": now,
     }

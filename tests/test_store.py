@@ -241,3 +241,23 @@ def test_store_batch_tags_new_and_revised_papers_in_the_same_transaction(store: 
     store.store_batch([revised], query="q", now=LATER, tagger=tagger)
     assert seen == [a.pmid, a.pmid]
     assert next(store.iter_papers()).tagging.conditions == ("lupus",)
+
+
+def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> None:
+    """Retag reads only `tag_input`; a run tags the whole Article. They must never disagree."""
+    import gzip
+
+    from monitor.store import tag_input_article, tag_input_json
+    from monitor.tagging import load_taxonomy, tag
+    from tests.conftest import ROOT
+
+    taxonomy = load_taxonomy(ROOT / "taxonomy.toml")
+    checked = 0
+    for path in sorted((DATA / "efetch").rglob("*.xml*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for article in pubmed.parse(data):
+            if isinstance(article, Article):
+                light = tag_input_article(article.pmid, tag_input_json(article))
+                assert tag(light, taxonomy) == tag(article, taxonomy), article.pmid
+                checked += 1
+    assert checked >= 1500
