@@ -58,11 +58,19 @@ papers = sa.Table(
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("gut_skin_relevant", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
-    sa.Column("relevance", sa.Float, nullable=False, default=0.0, server_default="0"),
+)
+
+# Narrow on purpose: a retag rewrites these rows, never the (large) papers rows.
+paper_tagging = sa.Table(
+    "paper_tagging",
+    metadata,
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag_input", sa.Text, nullable=False),  # tag_input_json(): only what the tagger reads
+    sa.Column("tagging", sa.Text),  # Tagging as JSON, evidence included; NULL until tagged
     sa.Column("taxonomy_version", sa.String(80)),
-    sa.Column("tagging", sa.Text),  # Tagging.to_dict() as JSON, evidence included
-    sa.Column("tag_input", sa.Text),  # tag_input_json(): only the fields the tagger reads, for fast retags
+    sa.Column("relevance", sa.Float),
+    sa.Column("gut_skin_relevant", sa.Boolean),
+    sa.Index("ix_paper_tagging_relevant", "gut_skin_relevant", "relevance"),
 )
 
 paper_tags = sa.Table(
@@ -348,6 +356,8 @@ class Storage:
                     unchanged.append(pmid)
             if inserts:
                 conn.execute(papers.insert(), inserts)
+            if new or updated:
+                self._save_tag_inputs(conn, [articles[p] for p in new + updated], fresh=set(new))
             for pmid in deletions:
                 meta = old.get(pmid)
                 if meta is None or meta.deleted:
@@ -432,7 +442,9 @@ class Storage:
         last = -1
         while True:
             with self._tx("reading papers") as conn:
-                q = sa.select(papers).where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch)
+                q = (sa.select(papers, paper_tagging.c.tagging)
+                     .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                     .where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch))
                 if not include_deleted:
                     q = q.where(papers.c.deleted.is_(False))
                 rows = conn.execute(q).all()
@@ -466,6 +478,19 @@ class Storage:
 
     # ---------------------------------------------------------------- tags
 
+    def _save_tag_inputs(self, conn: Connection, articles: list[Article], fresh: set[str]) -> None:
+        """Keep each paper's tagger input next to its tagging (new rows for new papers)."""
+        rows = [{"p": int(a.pmid), "pmid": int(a.pmid), "tag_input": tag_input_json(a)} for a in articles]
+        inserts = [r for r in rows if str(r["pmid"]) in fresh]
+        updates = [r for r in rows if str(r["pmid"]) not in fresh]
+        if inserts:
+            conn.execute(paper_tagging.insert(), [{"pmid": r["pmid"], "tag_input": r["tag_input"]} for r in inserts])
+        for r in updates:
+            done = conn.execute(paper_tagging.update().where(paper_tagging.c.pmid == r["p"])
+                                .values(tag_input=r["tag_input"]))
+            if done.rowcount == 0:  # stored before tag inputs were kept
+                conn.execute(paper_tagging.insert().values(pmid=r["pmid"], tag_input=r["tag_input"]))
+
     def retag(self, tagger: Tagger, *, batch: int = 2000,
               progress: Callable[[int], None] | None = None) -> TagChanges:
         """Tag every stored (not withdrawn) paper again, writing only what changed, one transaction per
@@ -475,7 +500,8 @@ class Storage:
         while True:
             with self._tx("retagging papers") as conn:
                 rows = conn.execute(
-                    sa.select(papers.c.pmid, papers.c.tag_input)
+                    sa.select(papers.c.pmid, paper_tagging.c.tag_input)
+                    .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
                     .where(papers.c.pmid > last, papers.c.deleted.is_(False))
                     .order_by(papers.c.pmid).limit(batch)
                 ).all()
@@ -491,8 +517,10 @@ class Storage:
     def _tag_article(self, conn: Connection, pmid: int, tag_input: str | None) -> Article:
         if tag_input is not None:
             return tag_input_article(str(pmid), tag_input)
-        # Stored before tag_input existed: decode the whole record once.
-        return self._article(conn, str(pmid))
+        # Stored before tag inputs were kept: decode the whole record once and keep its input from now on.
+        article = self._article(conn, str(pmid))
+        conn.execute(paper_tagging.insert().values(pmid=pmid, tag_input=tag_input_json(article)))
+        return article
 
     def save_taggings(self, taggings: dict[str, Tagging]) -> TagChanges:
         with self._tx("saving tags") as conn:
@@ -505,18 +533,19 @@ class Storage:
         for start in range(0, len(ints), _IN_CHUNK):
             chunk = ints[start:start + _IN_CHUNK]
             stored.update((str(r.pmid), r.tagging) for r in conn.execute(
-                sa.select(papers.c.pmid, papers.c.tagging).where(papers.c.pmid.in_(chunk))))
+                sa.select(paper_tagging.c.pmid, paper_tagging.c.tagging).where(paper_tagging.c.pmid.in_(chunk))))
         deletes: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         for pmid, tagging in taggings.items():
             if pmid not in stored:
-                continue  # not a stored paper: nothing to tag
+                continue  # no tag input row: not a stored paper
             text = orjson.dumps(tagging).decode("utf-8")
             if text == stored[pmid]:
                 continue
-            before = _tag_rows(Tagging.from_dict(orjson.loads(stored[pmid]))) if stored[pmid] else set()
-            after = _tag_rows(tagging)
+            before = _tag_rows(orjson.loads(stored[pmid])) if stored[pmid] else set()
+            after = _tag_rows({"conditions": tagging.conditions, "interventions": tagging.interventions,
+                               "designs": tagging.designs, "gut_skin_relevant": tagging.gut_skin_relevant})
             for kind, tag in before - after:
                 deletes.append({"p": int(pmid), "k": kind, "t": tag})
                 changes.removed[tag] += 1
@@ -534,14 +563,16 @@ class Storage:
         if inserts:
             conn.execute(paper_tags.insert(), inserts)
         if updates:
-            conn.execute(papers.update().where(papers.c.pmid == sa.bindparam("p")), updates)
+            conn.execute(paper_tagging.update().where(paper_tagging.c.pmid == sa.bindparam("p")), updates)
         return changes
 
     def taxonomy_versions(self) -> dict[str | None, int]:
         """How many stored papers each taxonomy version tagged (None: not tagged yet)."""
         with self._tx("reading taxonomy versions") as conn:
-            rows = conn.execute(sa.select(papers.c.taxonomy_version, sa.func.count())
-                                .where(papers.c.deleted.is_(False)).group_by(papers.c.taxonomy_version))
+            rows = conn.execute(
+                sa.select(paper_tagging.c.taxonomy_version, sa.func.count())
+                .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                .where(papers.c.deleted.is_(False)).group_by(paper_tagging.c.taxonomy_version))
             return {r[0]: int(r[1]) for r in rows}
 
     # ---------------------------------------------------------------- watermarks
@@ -620,7 +651,6 @@ def _paper_row(article: Article, data: str, digest: str, now: dt.datetime) -> di
         "retracted": article.is_retracted,
         "data": data,
         "content_hash": digest,
-        "tag_input": tag_input_json(article),
         "updated_at": now,
         "fetched_at": now,
     }
@@ -671,12 +701,13 @@ def _safe_url(url: str) -> str:
 Tagger = Callable[[Article], Tagging]
 
 
-def _tag_rows(tagging: Tagging) -> set[tuple[str, str]]:
-    """The ``paper_tags`` rows of a tagging; ``gut_skin_relevant`` rides along as a pseudo-tag."""
-    rows = {("condition", t) for t in tagging.conditions}
-    rows |= {("intervention", t) for t in tagging.interventions}
-    rows |= {("design", t) for t in tagging.designs}
-    if tagging.gut_skin_relevant:
+def _tag_rows(tagging: dict[str, Any]) -> set[tuple[str, str]]:
+    """The ``paper_tags`` rows of a tagging (as stored JSON: no need to rebuild its evidence objects);
+    ``gut_skin_relevant`` rides along as a pseudo-tag."""
+    rows = {("condition", t) for t in tagging["conditions"]}
+    rows |= {("intervention", t) for t in tagging["interventions"]}
+    rows |= {("design", t) for t in tagging["designs"]}
+    if tagging["gut_skin_relevant"]:
         rows.add(("relevance", "gut_skin_relevant"))
     return rows
 

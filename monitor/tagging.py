@@ -10,12 +10,13 @@ How a paper is tagged
 1. The title, the abstract and the author keywords are joined into one document. Abstract sections keep
    their NlmCategory; an unlabelled abstract that carries its headings inline ("Background: …",
    "METHODS\\n…") is split at them. Sections are cut into sentences.
-2. Two regular expressions, each compiled once from many patterns, run over the lower-cased document:
-   the term pass finds the tag patterns, the cue pass the sentence cues (aim, conclusion, future work,
-   exclusion criteria, confounders, adverse events, negation, route of administration …) and the
-   relevance vocabularies, which only mark sentences. Each expression is a character trie of the
-   patterns' literal prefixes behind one separator class, so a scan costs a few steps per word, not one
-   per pattern; which patterns matched is looked up (and cached) from the matched text.
+2. One regular expression, compiled once from every pattern of the taxonomy, runs over the lower-cased
+   document: tag patterns, sentence cues (aim, conclusion, future work, exclusion criteria,
+   confounders, adverse events, negation, route of administration …), the relevance vocabularies and
+   ignore phrases. It is a character trie of the patterns' literal prefixes behind one separator class,
+   tried once at each word start, so a scan costs a few steps per word, not one per pattern; which
+   patterns matched is looked up (and cached) from the matched text. Cues and vocabulary only mark
+   their sentence; tag matches are weighed once every sentence's role is known.
 3. Abbreviations defined in the text ("fecal microbiota transplantation (FMT)") make every later
    "FMT" a mention of the same term.
 4. Every mention earns the weight of where it is: title, MeSH (major > minor), keywords, or its
@@ -39,13 +40,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import math
 import re
-try:  # stdlib (3.11+); used only to order patterns by their shortest match
-    import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover
-    _sre_parse = None
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +51,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+try:  # stdlib (3.11+); used only to order patterns by their shortest match
+    import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover
+    _sre_parse = None
 from .types import AbstractSection, Article, TagEvidence, Tagging
 
 __all__ = ["DEFAULT_TAXONOMY", "TagDef", "Taxonomy", "load_taxonomy", "parse_taxonomy", "tag"]
@@ -130,6 +133,7 @@ class _Scanner:
     speeds up :func:`_resolve` and never changes a result)."""
 
     regex: re.Pattern[str]
+    body: str  # the trie alone (matches at one position)
     targets: tuple[Any, ...]
     singles: tuple[re.Pattern[str], ...]
     by_first: dict[str, tuple[int, ...]]
@@ -148,12 +152,11 @@ class Taxonomy:
     relevance_threshold: float
     relevance_scale: float
     scoring: Mapping[str, float]
-    _terms: _Scanner = field(repr=False)
-    _cues: _Scanner = field(repr=False)
+    _scanner: _Scanner = field(repr=False)
+    _cue_at: re.Pattern[str] = field(repr=False)
+    # per pattern: (cue bits, tag actions, is an ignore phrase)
+    _pattern_info: tuple[tuple[int, tuple[tuple[int, str, int, int, int], ...], bool], ...] = field(repr=False)
     _negation_filler: re.Pattern[str] = field(repr=False)
-    _cue_masks: tuple[int, ...] = field(repr=False)
-    _term_actions: tuple[tuple[tuple[int, str, int, int, int], ...], ...] = field(repr=False)
-    _ignored: frozenset[int] = field(repr=False)
     _tracked: frozenset[str] = field(repr=False)
     _order: Mapping[str, tuple[int, str]] = field(repr=False)
     _mesh: Mapping[str, tuple[str, ...]] = field(repr=False)
@@ -162,7 +165,9 @@ class Taxonomy:
     _abbreviations: Mapping[str, frozenset[str]] = field(repr=False)
     _absorbed_by: Mapping[str, tuple[str, ...]] = field(repr=False)
     _combinations: tuple[tuple[str, str, str], ...] = field(repr=False)
-    _cue_mask_cache: dict[str, int] = field(repr=False, default_factory=dict, compare=False)
+    # matched text -> (cue bits, tag actions, ignore) for texts whose patterns have no look-arounds
+    _text_cache: dict[str, tuple[int, tuple[Any, ...], bool]] = field(repr=False, default_factory=dict,
+                                                                    compare=False)
 
     def ids(self, kind: str) -> tuple[str, ...]:
         """Tag ids of one kind (condition | intervention | design), in file order."""
@@ -325,25 +330,30 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
         if _lower_regex(p) in owners:
             raise ConfigError(f"{p!r} is also listed in {owners[_lower_regex(p)]}; an ignore phrase would hide it there",
                               path=file, key=f"ignore.patterns[{i}]")
-    term_entries += [(p, _Target("ignore")) for p in ignore]
-    terms = _build_scanner(term_entries, file)
-    # Sentence cues and the relevance vocabularies share the second pass: both only mark sentences.
-    cue_entries = [(p, name) for name, pats in cues.items() for p in pats]
-    cue_entries += [(p, name) for name, pats in rel_cues.items() for p in pats]
-    cue_entries += [(p, name) for name, pats in rel_terms.items() for p in pats]
-    cue_entries += [(p, "ignore") for p in ignore]
-    cue_scanner = _build_scanner(cue_entries, file)
-    cue_masks = tuple(_mask(names) for names in cue_scanner.targets)
+    # One scanner for everything: tag patterns, sentence cues, relevance vocabularies, ignore phrases.
+    entries: list[tuple[str, Any]] = list(term_entries)
+    entries += [(p, name) for name, pats in cues.items() for p in pats]
+    entries += [(p, name) for name, pats in rel_cues.items() for p in pats]
+    entries += [(p, name) for name, pats in rel_terms.items() for p in pats]
+    entries += [(p, "ignore") for p in ignore]
+    scanner = _build_scanner(entries, file)
+    # Where a tag pattern wins at a word start, the cues and vocabulary starting there still count:
+    # this expression (cue, relevance and ignore patterns only) finds the longest of them.
+    cue_only = _build_scanner([e for e in entries if not isinstance(e[1], _Target)], file)
+    cue_at = re.compile(cue_only.body)
     kind_code = {"condition": _K_CONDITION, "intervention": _K_INTERVENTION, "design": _K_DESIGN}
     strength_code = {"strong": _STRONG, "generic": _GENERIC, "weak": _WEAK}
-    term_actions = []
-    for targets in terms.targets:
+    pattern_info = []
+    for targets in scanner.targets:
         acts = []
+        names = []
         for t in targets:
-            if t.cls == "tag":
+            if isinstance(t, _Target):
                 td = tags[t.name]
                 acts.append((_A_TAG, td.id, kind_code[td.kind], strength_code[t.strength], _GUT_RULES[td.gut_side]))
-        term_actions.append(tuple(acts))
+            else:
+                names.append(t)
+        pattern_info.append((_mask(names), tuple(acts), "ignore" in names))
     # After a negation cue, these words may come before the negated term: "without a history of AD".
     negation_filler = re.compile(
         r"(?:[\s-]+(?:any|prior|previous|concomitant|current|known|recent|other|oral|systemic|topical|a|an|the|"
@@ -372,15 +382,13 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
         relevance_threshold=threshold,
         relevance_scale=scale,
         scoring=scoring,
-        _terms=terms,
-        _cues=cue_scanner,
+        _scanner=scanner,
+        _pattern_info=tuple(pattern_info),
+        _cue_at=cue_at,
         _negation_filler=negation_filler,
-        _cue_masks=cue_masks,
-        _term_actions=tuple(term_actions),
         _order={t: (("condition", "intervention", "design").index(td.kind), t) for t, td in tags.items()},
         _tracked=frozenset(t for combo in combinations for t in combo[1:])
         | frozenset(x for v in absorbed_by.values() for x in v),
-        _ignored=frozenset(i for i, targets in enumerate(terms.targets) if any(t.cls == "ignore" for t in targets)),
         _mesh={k: tuple(v) for k, v in mesh.items()},
         _mesh_relevance=mesh_relevance,
         _pubtypes={k: tuple(v) for k, v in pubtypes.items()},
@@ -681,13 +689,15 @@ def _build_scanner(entries: Sequence[tuple[str, Any]], file: str) -> _Scanner:
             node.setdefault("", []).append(((-w[0], -w[1]), idx, rest + r"(?!\w)"))
     body = _emit_trie(root) if root else r"(?!x)x"
     try:
-        regex = re.compile(_SEPARATOR + body)
+        # The separator is consumed and the word only looked at, so every word start is tried once and a
+        # match never hides the words after its first one (only [ignore] phrases hide, see tag()).
+        regex = re.compile(_SEPARATOR + "(?=(" + body + "))")
         singles = tuple(re.compile(r"(?<!\w)(?:" + p + r")(?!\w)") for p in patterns)
     except re.error as exc:  # pragma: no cover - each pattern compiled alone; report rather than crash
         raise ConfigError(f"the patterns do not compile together: {exc}", path=file) from None
     general = tuple(by_first.pop("", ()))
     contextual = frozenset(i for i, p in enumerate(patterns) if _CONTEXT_RE.search(p))
-    return _Scanner(regex, targets, singles, {k: tuple(v) + general for k, v in by_first.items()}, general,
+    return _Scanner(regex, body, targets, singles, {k: tuple(v) + general for k, v in by_first.items()}, general,
                     contextual, {})
 
 
@@ -804,6 +814,7 @@ _AIM, _CONCLUSION, _FUTURE, _CONFOUNDER, _EXCLUSION, _ADVERSE, _COMPOSITION, _IN
 _DROP_ANY = _EXCLUSION  # a mention inside exclusion criteria never counts
 _VOCAB = _SKIN | _SKIN_MICROBIOME | _GUT | _GUT_WEAK | _DIET
 _VOCAB_BITS = (_SKIN, _SKIN_MICROBIOME, _GUT, _GUT_WEAK, _DIET)
+_BITS_OF = {sum(combo): combo for n in range(1, 6) for combo in itertools.combinations(_VOCAB_BITS, n)}
 _POSITIONAL = _NEGATION | _COMBINATION  # cues whose position matters, not just their sentence
 
 # Term actions: what one pattern match does.
@@ -928,7 +939,7 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
     K_CONDITION, K_INTERVENTION, WEAK, GENERIC = _K_CONDITION, _K_INTERVENTION, _WEAK, _GENERIC
     ADVERSE, FUTURE, CONFOUNDER, INTERVENTION, COMPOSITION = _ADVERSE, _FUTURE, _CONFOUNDER, _INTERVENTION, \
         _COMPOSITION
-    resolve, gut_route = _resolve, _gut_route
+    gut_route = _gut_route
     doc, sentences = _build_document(article)
     if not doc.isascii():
         for bad, good in _DASHES.items():
@@ -940,45 +951,63 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
     n_sent = len(sentences)
     starts = [s[0] for s in sentences]
 
-    # Cue pass: one int of cue bits per sentence; negation prefixes mark where a negated word starts.
-    cue_scan = tx._cues
+    # One pass over the text. Cue bits go to the sentence (one int per sentence); negation cues mark
+    # where a negated word starts; tag matches are kept for weighing once the sentence weights are known.
+    scanner = tx._scanner
+    text_cache = tx._text_cache
     combination_at: dict[int, list[int]] = {}
     negated_at: set[int] = set()
-    vocab_at: dict[tuple[int, int], str] = {}  # (vocabulary bit, sentence) -> first mention
+    vocab_at: dict[tuple[int, int], tuple[int, int]] = {}  # (vocabulary bit, sentence) -> first mention
+    matches: list[tuple[int, int, tuple[Any, ...]]] = []
     paper_cues = 0
     filler = tx._negation_filler
-    mask_cache = tx._cue_mask_cache
-    findall = cue_scan.regex.findall
-    for si in range(n_sent):
-        s = sentences[si]
-        smask = seen_vocab = 0
-        cursor = s[0]
-        # Sentence by sentence with findall (no match objects); positions are looked up only for the few
-        # cues that need one (negation, combination words, vocabulary after a negation).
-        for raw in findall(low, cursor - 1, s[1]):
-            text = raw[1:]  # the scanner's match includes the separator before the word
-            mask = mask_cache.get(text)
-            if mask is None or mask & _POSITIONAL or (smask & _NEGATION and mask & _VOCAB):
-                st = _find_word(low, text, cursor)
-                en = st + len(text)
-                cursor = en
-                if mask is None:
-                    mask = _cue_mask(tx, low, st, en)
+    cue_at = tx._cue_at
+    vocab_bits, bits_of, positional = _VOCAB, _BITS_OF, _POSITIONAL
+    ignore_end = 0
+    si = 0
+    next_start = starts[1] if n_sent > 1 else len(doc) + 1
+    seen_vocab = 0
+    for m in scanner.regex.finditer(low):
+        st = m.end()  # the separator was consumed; the word starts here
+        en = m.end(1)
+        if st < ignore_end:
+            continue  # inside an ignore phrase
+        text = low[st:en]
+        info = text_cache.get(text)
+        if info is None:
+            info = _text_info(tx, low, st, en)
+        mask, acts, ignore = info
+        if ignore:
+            ignore_end = en
+            continue
+        if acts:
+            cm = cue_at.match(low, st)
+            if cm is not None and cm.end() != en:
+                shorter = text_cache.get(low[st:cm.end()])
+                if shorter is None:
+                    shorter = _text_info(tx, low, st, cm.end())
+                mask |= shorter[0]
+        if st >= next_start:
+            while si + 1 < n_sent and starts[si + 1] <= st:
+                si += 1
+            next_start = starts[si + 1] if si + 1 < n_sent else len(doc) + 1
+            seen_vocab = 0
+        if mask:
+            if mask & positional:
                 if mask & _COMBINATION:
                     combination_at.setdefault(si, []).append(st)
                 if mask & _NEGATION:
                     fm = filler.match(low, en)
                     negated_at.add(fm.end() if fm else en)
-                if mask & _VOCAB and st in negated_at:
-                    mask &= ~_VOCAB
-            smask |= mask
-            if mask & _VOCAB and (mask & _VOCAB) & ~seen_vocab:
-                for bit in _VOCAB_BITS:
-                    if mask & bit & ~seen_vocab:
-                        vocab_at[(bit, si)] = text
-                seen_vocab |= mask & _VOCAB
-        s[4] = smask
-        paper_cues |= smask
+            new_vocab = mask & vocab_bits & ~seen_vocab
+            if new_vocab and st not in negated_at:
+                for bit in bits_of[new_vocab]:
+                    vocab_at[(bit, si)] = (st, en)
+                seen_vocab |= new_vocab
+            sentences[si][4] |= mask
+            paper_cues |= mask
+        if acts:
+            matches.append((st, en, acts))
     _weigh_sentences(sentences, w)
     title_cues = sentences[0][4] if sentences and sentences[0][5] == "title" else 0
 
@@ -991,23 +1020,11 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
         if key in mesh_rel["mesh_topical"]:
             paper_cues |= _TOPICAL
 
-    # Term pass (plus abbreviations defined in the text).
-    term_scan = tx._terms
-    ignored = tx._ignored
-    matches: list[tuple[int, int, int]] = []
-    term_cache = term_scan.cache
-    for m in term_scan.regex.finditer(low):
-        st, en = m.span()
-        st += 1
-        entry = term_cache.get(low[st:en])
-        hits = entry[0] if (entry is not None and not entry[1]) else resolve(term_scan, low, st, en)
-        if ignored.isdisjoint(hits):
-            for ti in hits:
-                matches.append((st, en, ti))
+    # Abbreviations defined in the text add mentions.
     if "(" in doc:
         extra = _abbreviation_matches(doc, matches, tx)
         if extra:
-            matches = sorted(matches + extra)
+            matches = sorted(matches + extra, key=_first)
 
     # Mentions. found[tag] = {key: [best weight, best non-generic weight, mention, non-generic mention]}
     # where key is a sentence index (or ("mesh", name) / ("pt", name)) and a mention is (source, start, end).
@@ -1018,14 +1035,13 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
     tags_in_sentence: dict[int, set[str]] = {}  # only for tags that absorb others or form combinations
     positions: dict[tuple[str, int], list[int]] = {}
     tracked = tx._tracked
-    actions = tx._term_actions
     future = w["future_work"]
     si = -1
-    next_start = 0
     cues = 0
     weight0 = 0.0
     source = ""
-    for start, end, ti in matches:
+    next_start = 0
+    for start, end, acts in matches:
         if start >= next_start:
             while si + 1 < n_sent and starts[si + 1] <= start:
                 si += 1
@@ -1035,7 +1051,7 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
             if cues & _DROP_ANY:
                 weight0 = 0.0
         base = 0.0 if start in negated_at else weight0
-        for code, tag_id, kind, strength, gut_rule in actions[ti]:
+        for code, tag_id, kind, strength, gut_rule in acts:
             if code == A_TAG:
                 if tag_id in tracked:
                     tags_in_sentence.setdefault(si, set()).add(tag_id)
@@ -1084,7 +1100,8 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
             continue
         _add_mention(found, tag_id, si, weight, _WEAK, (source, start, end))
     # Relevance vocabularies: the best sentence weight per side and sentence.
-    for (bit, si), text in vocab_at.items():
+    for (bit, si), (v_start, v_end) in vocab_at.items():
+        text = doc[v_start:v_end]
         s = sentences[si]
         cues = s[4]
         if cues & _DROP_ANY:
@@ -1177,11 +1194,7 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
             evidence.append(TagEvidence(tag_id, tag_kind, src, b if a < 0 else doc[a:b], round(weight, 3)))
     for side, side_entries in (("skin_side", skin), ("gut_side", gut)):
         ranked = sorted(side_entries.items(), key=_weight_of_item, reverse=True)[:EVIDENCE_PER_SIDE]
-        for key, (side_weight, side_src, side_text) in ranked:
-            if isinstance(key, int):  # vocabulary matches are kept lower-cased: show them as written
-                i = low.find(side_text.lower(), sentences[key][0])
-                if i >= 0:
-                    side_text = doc[i:i + len(side_text)]
+        for _key, (side_weight, side_src, side_text) in ranked:
             evidence.append(TagEvidence(side, "relevance", side_src, side_text, round(side_weight, 3)))
 
     kinds = {"condition": [], "intervention": [], "design": []}  # type: dict[str, list[str]]
@@ -1202,23 +1215,22 @@ def _weight_of_item(item: tuple[Any, tuple[float, str, str]]) -> float:
     return item[1][0]
 
 
-def _find_word(low: str, text: str, start: int) -> int:
-    """Where a scanned match of ``text`` starts, at or after ``start`` (at a word start)."""
-    i = low.find(text, start)
-    while i > 0 and (low[i - 1].isalnum() or low[i - 1] == "_"):
-        i = low.find(text, i + 1)
-    return max(i, start)
-
-
-def _cue_mask(tx: Taxonomy, low: str, start: int, end: int) -> int:
-    scanner = tx._cues
-    entry = scanner.cache.get(low[start:end])
-    mask = 0
-    for ci in _resolve(scanner, low, start, end):
-        mask |= tx._cue_masks[ci]
-    if entry is not None and not entry[1] and len(tx._cue_mask_cache) < 500_000:
-        tx._cue_mask_cache[low[start:end]] = mask  # no look-arounds: the text alone decides the cues
-    return mask
+def _text_info(tx: Taxonomy, low: str, start: int, end: int) -> tuple[int, tuple[Any, ...], bool]:
+    """Cue bits, tag actions and ignore flag of the patterns that matched ``low[start:end]``."""
+    scanner = tx._scanner
+    text = low[start:end]
+    entry = scanner.cache.get(text)
+    mask, ignore = 0, False
+    acts: list[tuple[int, str, int, int, int]] = []
+    for i in _resolve(scanner, low, start, end):
+        m, a, ig = tx._pattern_info[i]
+        mask |= m
+        acts += a
+        ignore = ignore or ig
+    info = (0, (), True) if ignore else (mask, tuple(acts), False)
+    if entry is not None and not entry[1] and len(tx._text_cache) < 500_000:
+        tx._text_cache[text] = info  # no look-arounds: the text alone decides
+    return info
 
 
 def _first(item: tuple[Any, ...]) -> Any:
@@ -1260,14 +1272,14 @@ def _gut_route(rule: int, cues: int, title_cues: int, paper_cues: int) -> bool:
     return bool(paper_cues & _ORAL) and not paper_cues & _TOPICAL
 
 
-def _abbreviation_matches(doc: str, matches: list[tuple[int, int, int]], tx: Taxonomy) -> list[tuple[int, int, int]]:
+def _abbreviation_matches(doc: str, matches: list[tuple[int, int, tuple[Any, ...]]],
+                          tx: Taxonomy) -> list[tuple[int, int, tuple[Any, ...]]]:
     """Mentions through abbreviations the text defines: "<term> (ABBR)" makes every "ABBR" that term."""
     defs = list(_ABBR_DEF.finditer(doc))
     if not defs or not matches:
         return []
-    actions = tx._term_actions
     starts = [m[0] for m in matches]
-    defined: dict[str, list[int]] = {}
+    defined: dict[str, tuple[Any, ...]] = {}
     def_spans: set[int] = set()
     for m in defs:
         abbr = m.group(1)
@@ -1277,11 +1289,11 @@ def _abbreviation_matches(doc: str, matches: list[tuple[int, int, int]], tx: Tax
         while k > 0 and doc[k - 1] in " \t":
             k -= 1
         i = bisect.bisect_left(starts, k) - 1
-        found: list[int] = []
+        found: list[Any] = []
         while i >= 0 and starts[i] >= k - 80:
-            start, end, ti = matches[i]
-            if end == k and actions[ti]:
-                found.append(ti)
+            _, end, acts = matches[i]
+            if end == k:
+                found += acts
             i -= 1
         if not found:
             declared = tx._abbreviations.get(abbr) or tx._abbreviations.get(abbr[:-1] if abbr.endswith("s") else "")
@@ -1289,20 +1301,19 @@ def _abbreviation_matches(doc: str, matches: list[tuple[int, int, int]], tx: Tax
                 # a listed abbreviation may follow its long form at up to three words' distance
                 i = bisect.bisect_left(starts, j) - 1
                 while i >= 0 and starts[i] >= j - 80 and not found:
-                    _, end, ti = matches[i]
+                    _, end, acts = matches[i]
                     gap = doc[end:j]
-                    if (end <= j and len(gap.split()) <= 3 and "." not in gap
-                            and any(a[0] == _A_TAG and a[1] in declared for a in actions[ti])):
-                        found.append(ti)
+                    if end <= j and len(gap.split()) <= 3 and "." not in gap:
+                        found += [a for a in acts if a[1] in declared]
                     i -= 1
         if found:
-            defined[abbr] = found
+            defined[abbr] = tuple(found)
             def_spans.add(m.start(1))
     if not defined:
         return []
     taken = set(starts)
     out = []
-    for abbr, tis in defined.items():
+    for abbr, acts in defined.items():
         i = doc.find(abbr)
         while i >= 0:
             j = i + len(abbr)
@@ -1311,6 +1322,6 @@ def _abbreviation_matches(doc: str, matches: list[tuple[int, int, int]], tx: Tax
             before, after = doc[i - 1:i], doc[j:j + 1]
             if (i not in def_spans and i not in taken and not (before.isalnum() or before in "_-")
                     and not (after.isalnum() or after in "_-")):
-                out += [(i, j, ti) for ti in tis]
+                out.append((i, j, acts))
             i = doc.find(abbr, i + 1)
     return out

@@ -1,5 +1,6 @@
-"""Tags: each paper's tagging (with evidence) and the taxonomy version that made it; tag rows for filters;
-the tagger's input fields of each paper in compact form, so a retag need not decode whole records.
+"""Tags: per paper, the tagger's input fields in compact form, its tagging (with evidence) and the taxonomy
+version that made it, in a narrow table of their own so a retag never rewrites whole records; tag rows
+for filters.
 
 Revision ID: 0002
 """
@@ -14,12 +15,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("papers") as batch:
-        batch.add_column(sa.Column("gut_skin_relevant", sa.Boolean, nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("relevance", sa.Float, nullable=False, server_default="0"))
-        batch.add_column(sa.Column("taxonomy_version", sa.String(80)))
-        batch.add_column(sa.Column("tagging", sa.Text))
-        batch.add_column(sa.Column("tag_input", sa.Text))
+    op.create_table(
+        "paper_tagging",
+        sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+        sa.Column("tag_input", sa.Text, nullable=False),
+        sa.Column("tagging", sa.Text),
+        sa.Column("taxonomy_version", sa.String(80)),
+        sa.Column("relevance", sa.Float),
+        sa.Column("gut_skin_relevant", sa.Boolean),
+    )
+    op.create_index("ix_paper_tagging_relevant", "paper_tagging", ["gut_skin_relevant", "relevance"])
     op.create_table(
         "paper_tags",
         sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
@@ -32,6 +37,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_paper_tags_tag", "paper_tags")
     op.drop_table("paper_tags")
-    with op.batch_alter_table("papers") as batch:
-        for column in ("tag_input", "tagging", "taxonomy_version", "relevance", "gut_skin_relevant"):
-            batch.drop_column(column)
+    op.drop_index("ix_paper_tagging_relevant", "paper_tagging")
+    op.drop_table("paper_tagging")
