@@ -28,7 +28,7 @@ from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
 from .store import Storage, Tagger
-from .tagging import load_taxonomy, tag
+from .tagging import Taxonomy, load_taxonomy, tag
 from .types import QueryReport
 
 log = logging.getLogger("monitor")
@@ -65,10 +65,13 @@ class App:
             self._closers.append(self._store.close)
         return self._store
 
+    @functools.cached_property
+    def taxonomy(self) -> Taxonomy:
+        return load_taxonomy(self.config.tagging.taxonomy)
+
     def tagger(self) -> Tagger:
-        """The tagger for the configured taxonomy (loaded once per command)."""
-        taxonomy = load_taxonomy(self.config.tagging.taxonomy)
-        return functools.partial(tag, taxonomy=taxonomy)
+        """The tagger for the configured taxonomy."""
+        return functools.partial(tag, taxonomy=self.taxonomy)
 
     def client(self) -> EntrezClient:
         client = EntrezClient(self.config.entrez)
@@ -228,7 +231,7 @@ def atomic_write(path: Path) -> Iterator[TextIO]:
 def retag(app: App) -> None:
     """Tag every stored paper again with the current taxonomy; report what changed per tag."""
     tagger = app.tagger()
-    version = tagger.keywords["taxonomy"].version
+    version = app.taxonomy.version
     total = app.store.count_papers()
     began = time.perf_counter()
     with _progress() as progress:

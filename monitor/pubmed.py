@@ -205,8 +205,8 @@ def _article(pmid: str, pmid_el: etree._Element, mc: etree._Element, data: etree
     if sort_date is None:
         pub_date, sort_date = _fallback_date(pub_date, _first(art, "ArticleDate"), history)
     ids = _article_ids(_find(data, "ArticleIdList") if data is not None else None)
-    doi = ids.get("doi") or _elocation_doi(art.get("ELocationID", ()))
-    authors = _authors(art.get("AuthorList", ()))
+    doi = ids.get("doi") or _elocation_doi(art.get("ELocationID", []))
+    authors = _authors(art.get("AuthorList", []))
     old_affiliation = _opt(_first(art, "Affiliation"))
     if old_affiliation and authors and not authors[0].affiliations:
         # Before 2014 NLM recorded one affiliation per article: the first author's.

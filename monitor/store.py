@@ -541,9 +541,10 @@ class Storage:
             if pmid not in stored:
                 continue  # no tag input row: not a stored paper
             text = orjson.dumps(tagging).decode("utf-8")
-            if text == stored[pmid]:
+            old = stored[pmid]
+            if text == old:
                 continue
-            before = _tag_rows(orjson.loads(stored[pmid])) if stored[pmid] else set()
+            before = _tag_rows(orjson.loads(old)) if old else set()
             after = _tag_rows({"conditions": tagging.conditions, "interventions": tagging.interventions,
                                "designs": tagging.designs, "gut_skin_relevant": tagging.gut_skin_relevant})
             for kind, tag in before - after:
@@ -602,7 +603,8 @@ class Storage:
 
     def start_run(self, at: dt.datetime) -> int:
         with self._tx("starting a run") as conn:
-            return int(conn.execute(runs.insert().values(started_at=at, status="running")).inserted_primary_key[0])
+            return int(conn.execute(runs.insert().values(started_at=at, status="running")
+                                    .returning(runs.c.id)).scalar_one())
 
     def record_query(self, run_id: int, report: QueryReport) -> None:
         values = {

@@ -48,7 +48,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import ConfigError
 
@@ -495,9 +495,10 @@ def _class_end(p: str, i: int) -> int:
     return len(p) - 1
 
 
-def _group_end(p: str, i: int) -> int:
-    """Index of the ')' closing the group that opens at p[i]."""
-    depth, j = 0, i
+def _walk(p: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """``(index, char, depth)`` for each character of regex ``p`` from ``start`` that is neither escaped
+    nor inside a character class; ``depth`` is the number of groups open before the character."""
+    depth, j = 0, start
     while j < len(p):
         ch = p[j]
         if ch == "\\":
@@ -506,35 +507,29 @@ def _group_end(p: str, i: int) -> int:
         if ch == "[":
             j = _class_end(p, j) + 1
             continue
+        yield j, ch, depth
         if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-            if depth == 0:
-                return j
         j += 1
+
+
+def _group_end(p: str, i: int) -> int:
+    """Index of the ')' closing the group that opens at p[i]."""
+    for j, ch, depth in _walk(p, i):
+        if ch == ")" and depth == 1:
+            return j
     return len(p) - 1
 
 
 def _top_split(p: str) -> list[str]:
     """Split a regex at its top-level '|'."""
-    parts, depth, start, j = [], 0, 0, 0
-    while j < len(p):
-        ch = p[j]
-        if ch == "\\":
-            j += 2
-            continue
-        if ch == "[":
-            j = _class_end(p, j) + 1
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
+    parts, start = [], 0
+    for j, ch, depth in _walk(p):
+        if ch == "|" and depth == 0:
             parts.append(p[start:j])
             start = j + 1
-        j += 1
     parts.append(p[start:])
     return parts
 
