@@ -153,9 +153,10 @@ def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
         raise UsageError(f"--since: {start} is in the future")
     config = app.config
     queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
+    tagger = app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
     width = max(len(q.name) for q in queries + [config.queries[0]])
     with _progress() as progress:
-        cycle = Cycle(config, app.client(), app.store, app.clock, progress, tagger=app.tagger())
+        cycle = Cycle(config, app.client(), app.store, app.clock, progress, tagger=tagger)
 
         def show(report: QueryReport) -> None:
             # rich's live bar redirects stdout, so plain echo lands above the bar.

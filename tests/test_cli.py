@@ -86,3 +86,26 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
     proc.stdout.close()  # the reader goes away before the header is written
     _, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err and b"internal error" not in err
+
+
+def test_broken_taxonomy_is_one_line_exit_2_before_anything_runs(tmp_path: Path, run_monitor) -> None:
+    from tests.conftest import ROOT
+
+    taxonomy = (ROOT / "taxonomy.toml").read_text(encoding="utf-8")
+    old = "patterns = ['rosacea\\w*', 'acne rosacea']"
+    assert old in taxonomy
+    bad = tmp_path / "taxonomy.toml"
+    bad.write_text(taxonomy.replace(old, "patterns = ['rosacea\\w*', 'acne (rosacea']"), encoding="utf-8")
+    config = tmp_path / "queries.toml"
+    config.write_text(SHIPPED_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")  # taxonomy.toml beside it
+    env = {"MONITOR_CONFIG": str(config), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3",
+           "MONITOR_EUTILS_URL": "http://127.0.0.1:9/never-contacted"}
+    for command in ("run", "retag"):
+        result = run_monitor(command, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("monitor: error: taxonomy.toml: conditions.rosacea.patterns[1]: "), lines[0]
+        assert not (tmp_path / "m.sqlite3").exists()  # nothing was opened, nothing was fetched
+    (tmp_path / "taxonomy.toml").unlink()
+    missing = run_monitor("retag", env=env)
+    assert missing.returncode == 2 and "taxonomy.toml" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
