@@ -534,6 +534,17 @@ def _top_split(p: str) -> list[str]:
     return parts
 
 
+def _expand_each(variants: list[str], budget: list[int]) -> list[tuple[str, str]] | None:
+    """Expand every variant and concatenate; None as soon as one cannot be expanded."""
+    out: list[tuple[str, str]] = []
+    for v in variants:
+        e = _expand(v, budget)
+        if e is None:
+            return None
+        out += e
+    return out
+
+
 def _expand(p: str, budget: list[int]) -> list[tuple[str, str]] | None:
     """Rewrite a pattern as alternatives that each start with one literal character: ``[(char, rest)]``.
 
@@ -546,13 +557,7 @@ def _expand(p: str, budget: list[int]) -> list[tuple[str, str]] | None:
         return None
     alts = _top_split(p)
     if len(alts) > 1:
-        out: list[tuple[str, str]] = []
-        for a in alts:
-            e = _expand(a, budget)
-            if e is None:
-                return None
-            out += e
-        return out
+        return _expand_each(alts, budget)
     if not p:
         return None
     ch = p[0]
@@ -571,13 +576,7 @@ def _expand(p: str, budget: list[int]) -> list[tuple[str, str]] | None:
             return None
         else:
             variants = [a + after for a in _top_split(inner)]
-        out = []
-        for v in variants:
-            e = _expand(v, budget)
-            if e is None:
-                return None
-            out += e
-        return out
+        return _expand_each(variants, budget)
     if ch == "[":
         j = _class_end(p, 0)
         body, after = p[1:j], p[j + 1:]
