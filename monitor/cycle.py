@@ -191,7 +191,8 @@ class Cycle:
         candidates: list[str] = []
         for piece in self.client.search_slices(query.term, "mdat", start, end, query_name=query.name):
             ids = [i for i in dict.fromkeys(piece.result.ids) if i not in tally.fetched]
-            candidates.extend(sorted(self.store.known_pmids(ids), key=ids.index))
+            known = self.store.known_pmids(ids)
+            candidates.extend(i for i in ids if i in known)  # keep NCBI's order, in linear time
         if candidates:
             self.progress.begin(query.name, len(candidates))
             for batch in self.client.efetch(candidates):
