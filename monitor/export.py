@@ -11,7 +11,6 @@ import json
 from typing import Any, Callable, Iterable, TextIO
 
 from .store import StoredPaper
-from .types import TagEvidence
 
 CSV_COLUMNS = (
     "pmid", "version", "status", "deleted", "retracted", "title", "abstract", "authors", "journal",
@@ -35,21 +34,14 @@ def paper_record(paper: StoredPaper) -> dict[str, Any]:
         first_seen_at=paper.first_seen_at.isoformat(),
         updated_at=paper.updated_at.isoformat(),
     )
-    t = paper.tagging
-    record.update(
-        conditions=list(t.conditions) if t else [],
-        interventions=list(t.interventions) if t else [],
-        designs=list(t.designs) if t else [],
-        gut_skin_relevant=t.gut_skin_relevant if t else None,
-        relevance=t.relevance if t else None,
-        tag_evidence=[_evidence(e) for e in t.evidence] if t else [],
-        taxonomy_version=t.taxonomy_version if t else None,
-    )
+    if paper.tagging is None:
+        record.update(conditions=[], interventions=[], designs=[], gut_skin_relevant=None, relevance=None,
+                      tag_evidence=[], taxonomy_version=None)
+    else:
+        tags = paper.tagging.to_dict()
+        tags["tag_evidence"] = tags.pop("evidence")
+        record.update(tags)
     return record
-
-
-def _evidence(e: TagEvidence) -> dict[str, Any]:
-    return {"tag": e.tag, "kind": e.kind, "source": e.source, "text": e.text, "weight": e.weight}
 
 
 def write_jsonl(papers: Iterable[StoredPaper], out: TextIO) -> int:
