@@ -243,7 +243,8 @@ def retag(app: App) -> None:
     rate = changes.examined / seconds if seconds > 0 else 0.0
     click.echo(f"retagged {changes.examined} papers with taxonomy {version} in {seconds:.1f}s "
                f"({rate:,.0f} papers/s): tags changed on {changes.changed}, "
-               f"{changes.rewritten} rewritten (evidence, score or taxonomy version)")
+               f"{changes.rewritten} rewritten ({changes.relabelled} of them only relabelled with the new "
+               "taxonomy version; the rest with new evidence or scores)")
     removed = dict(changes.removed)
     added = dict(changes.added)
     for tag_id in sorted(set(added) | set(removed)):

@@ -26,15 +26,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StorageError
 from .types import (
-    AbstractSection,
     Article,
     Deletion,
-    MeshHeading,
-    MeshQualifier,
     ParsedItem,
-    PublicationType,
     QueryReport,
     StoreOutcome,
+    TagInput,
     Tagging,
 )
 
@@ -60,13 +57,21 @@ papers = sa.Table(
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-# Narrow on purpose: a retag rewrites these rows, never the (large) papers rows.
+# What the tagger reads of each paper (tag_input_json()), written when the paper is stored or revised; a
+# retag reads it and never writes it.
+paper_tag_inputs = sa.Table(
+    "paper_tag_inputs",
+    metadata,
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag_input", sa.Text, nullable=False),
+)
+
+# One row per tagged paper. Narrow on purpose: a retag rewrites these rows and nothing wider.
 paper_tagging = sa.Table(
     "paper_tagging",
     metadata,
     sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
-    sa.Column("tag_input", sa.Text, nullable=False),  # tag_input_json(): only what the tagger reads
-    sa.Column("tagging", sa.Text),  # Tagging as JSON, evidence included; NULL until tagged
+    sa.Column("tagging", sa.Text, nullable=False),  # tagging_json(): evidence included, version not
     sa.Column("taxonomy_version", sa.String(80)),
     sa.Column("relevance", sa.Float),
     sa.Column("gut_skin_relevant", sa.Boolean),
@@ -189,6 +194,7 @@ class TagChanges:
     examined: int = 0
     changed: int = 0  # papers whose tags (or relevance flag) changed
     rewritten: int = 0  # papers whose stored tagging changed at all (evidence, score, taxonomy version)
+    relabelled: int = 0  # of those, papers whose tagging only changed its taxonomy version
     added: tuple[tuple[str, int], ...] = ()
     removed: tuple[tuple[str, int], ...] = ()
 
@@ -221,31 +227,17 @@ def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
 
 
 def tag_input_json(article: Article) -> str:
-    """The fields the tagger reads (title, abstract, keywords, MeSH, publication types), compactly.
+    """The fields the tagger reads (:class:`~monitor.types.TagInput`: title, abstract, keywords, MeSH,
+    publication types) as compact JSON.
 
-    ``tests/test_store.py`` checks that tagging :func:`tag_input_article` of this gives the same tags as
+    ``tests/test_store.py`` checks that tagging :func:`decode_tag_input` of this gives the same tags as
     tagging the whole article, on every corpus record, so retags and runs cannot disagree."""
-    return orjson.dumps([
-        article.title,
-        [[s.text, s.label, s.category] for s in article.abstract],
-        article.keywords,
-        [[m.descriptor, m.ui, m.major, [[q.name, q.ui, q.major] for q in m.qualifiers]] for m in article.mesh],
-        [[p.name, p.ui] for p in article.publication_types],
-    ]).decode("utf-8")
+    return orjson.dumps(tuple(TagInput.of(article))).decode("utf-8")
 
 
-def tag_input_article(pmid: str, text: str) -> Article:
-    """The :class:`Article` view of :func:`tag_input_json` output (other fields left empty)."""
-    title, abstract, keywords, mesh, types = orjson.loads(text)
-    return Article(
-        pmid=pmid,
-        title=title,
-        abstract=tuple(AbstractSection(t, label, category) for t, label, category in abstract),
-        keywords=tuple(keywords),
-        mesh=tuple(MeshHeading(d, ui, major, tuple(MeshQualifier(*q) for q in quals))
-                   for d, ui, major, quals in mesh),
-        publication_types=tuple(PublicationType(name, ui) for name, ui in types),
-    )
+def decode_tag_input(text: str) -> TagInput:
+    """The :class:`~monitor.types.TagInput` that :func:`tag_input_json` wrote (JSON arrays kept as lists)."""
+    return TagInput(*orjson.loads(text))
 
 
 def content_hash(data_json: str) -> str:
@@ -370,7 +362,7 @@ class Storage:
             if query:
                 self._link(conn, list(articles), query, now, run_id, fresh=new)
             if tagger is not None and (new or updated):
-                self._save_taggings(conn, {p: tagger(articles[p]) for p in new + updated})
+                self._save_taggings(conn, {p: tagger(TagInput.of(articles[p])) for p in new + updated})
         return StoreOutcome(tuple(new), tuple(updated), tuple(unchanged), tuple(deleted))
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
@@ -442,7 +434,7 @@ class Storage:
         last = -1
         while True:
             with self._tx("reading papers") as conn:
-                q = (sa.select(papers, paper_tagging.c.tagging)
+                q = (sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
                      .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
                      .where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch))
                 if not include_deleted:
@@ -464,7 +456,7 @@ class Storage:
                     first_seen_at=_utc(r.first_seen_at),
                     updated_at=_utc(r.updated_at),
                     queries=tuple(links.get(r.pmid, ())),
-                    tagging=Tagging.from_dict(orjson.loads(r.tagging)) if r.tagging else None,
+                    tagging=stored_tagging(r.tagging, r.taxonomy_version) if r.tagging else None,
                 )
             last = rows[-1].pmid
 
@@ -479,17 +471,18 @@ class Storage:
     # ---------------------------------------------------------------- tags
 
     def _save_tag_inputs(self, conn: Connection, articles: list[Article], fresh: set[str]) -> None:
-        """Keep each paper's tagger input next to its tagging (new rows for new papers)."""
-        rows = [{"p": int(a.pmid), "pmid": int(a.pmid), "tag_input": tag_input_json(a)} for a in articles]
+        """Keep each paper's tagger input (new rows for new papers)."""
+        rows = [{"pmid": int(a.pmid), "tag_input": tag_input_json(a)} for a in articles]
         inserts = [r for r in rows if str(r["pmid"]) in fresh]
-        updates = [r for r in rows if str(r["pmid"]) not in fresh]
         if inserts:
-            conn.execute(paper_tagging.insert(), [{"pmid": r["pmid"], "tag_input": r["tag_input"]} for r in inserts])
-        for r in updates:
-            done = conn.execute(paper_tagging.update().where(paper_tagging.c.pmid == r["p"])
+            conn.execute(paper_tag_inputs.insert(), inserts)
+        for r in rows:
+            if str(r["pmid"]) in fresh:
+                continue
+            done = conn.execute(paper_tag_inputs.update().where(paper_tag_inputs.c.pmid == r["pmid"])
                                 .values(tag_input=r["tag_input"]))
             if done.rowcount == 0:  # stored before tag inputs were kept
-                conn.execute(paper_tagging.insert().values(pmid=r["pmid"], tag_input=r["tag_input"]))
+                conn.execute(paper_tag_inputs.insert().values(**r))
 
     def retag(self, tagger: Tagger, *, batch: int = 2000,
               progress: Callable[[int], None] | None = None) -> TagChanges:
@@ -500,61 +493,85 @@ class Storage:
         while True:
             with self._tx("retagging papers") as conn:
                 rows = conn.execute(
-                    sa.select(papers.c.pmid, paper_tagging.c.tag_input)
-                    .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                    sa.select(papers.c.pmid, paper_tag_inputs.c.tag_input, paper_tagging.c.tagging,
+                              paper_tagging.c.taxonomy_version)
+                    .select_from(papers
+                                 .outerjoin(paper_tag_inputs, paper_tag_inputs.c.pmid == papers.c.pmid)
+                                 .outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
                     .where(papers.c.pmid > last, papers.c.deleted.is_(False))
                     .order_by(papers.c.pmid).limit(batch)
                 ).all()
                 if not rows:
                     break
-                taggings = {str(r.pmid): tagger(self._tag_article(conn, r.pmid, r.tag_input)) for r in rows}
-                total.merge(self._save_taggings(conn, taggings))
+                taggings = {str(r.pmid): tagger(self._tag_input(conn, r.pmid, r.tag_input)) for r in rows}
+                stored = {str(r.pmid): (r.tagging, r.taxonomy_version) for r in rows}
+                total.merge(self._save_taggings(conn, taggings, stored))
             last = rows[-1].pmid
             if progress:
                 progress(len(rows))
         return total.frozen()
 
-    def _tag_article(self, conn: Connection, pmid: int, tag_input: str | None) -> Article:
+    def _tag_input(self, conn: Connection, pmid: int, tag_input: str | None) -> TagInput:
         if tag_input is not None:
-            return tag_input_article(str(pmid), tag_input)
+            return decode_tag_input(tag_input)
         # Stored before tag inputs were kept: decode the whole record once and keep its input from now on.
         article = self._article(conn, str(pmid))
-        conn.execute(paper_tagging.insert().values(pmid=pmid, tag_input=tag_input_json(article)))
-        return article
+        conn.execute(paper_tag_inputs.insert().values(pmid=pmid, tag_input=tag_input_json(article)))
+        return TagInput.of(article)
 
     def save_taggings(self, taggings: dict[str, Tagging]) -> TagChanges:
         with self._tx("saving tags") as conn:
             return self._save_taggings(conn, taggings).frozen()
 
-    def _save_taggings(self, conn: Connection, taggings: dict[str, Tagging]) -> _Changes:
+    def _save_taggings(self, conn: Connection, taggings: dict[str, Tagging],
+                       stored: dict[str, tuple[str | None, str | None]] | None = None) -> _Changes:
+        """Write the taggings that differ from the stored ones. ``stored`` maps a stored paper's pmid to its
+        (tagging JSON, taxonomy version), both None if it has none yet; papers the caller did not pass are
+        looked up, and pmids of papers not stored are skipped. Where only the taxonomy version differs, one
+        statement per version relabels the rows."""
         changes = _Changes(examined=len(taggings))
-        ints = [int(p) for p in taggings]
-        stored: dict[str, str | None] = {}
+        stored = dict(stored or {})
+        ints = [int(p) for p in taggings if p not in stored]
         for start in range(0, len(ints), _IN_CHUNK):
             chunk = ints[start:start + _IN_CHUNK]
-            stored.update((str(r.pmid), r.tagging) for r in conn.execute(
-                sa.select(paper_tagging.c.pmid, paper_tagging.c.tagging).where(paper_tagging.c.pmid.in_(chunk))))
+            stored.update((str(r.pmid), (r.tagging, r.taxonomy_version)) for r in conn.execute(
+                sa.select(papers.c.pmid, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
+                .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                .where(papers.c.pmid.in_(chunk))))
         deletes: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        firsts: list[dict[str, Any]] = []  # papers tagged for the first time
+        relabel: dict[str, list[int]] = {}  # taxonomy version -> pmids whose tagging is otherwise unchanged
         for pmid, tagging in taggings.items():
             if pmid not in stored:
-                continue  # no tag input row: not a stored paper
-            text = orjson.dumps(tagging).decode("utf-8")
-            old = stored[pmid]
+                continue  # not a stored paper
+            text = tagging_json(tagging)
+            old, old_version = stored[pmid]
             if text == old:
+                if old_version != tagging.taxonomy_version:
+                    relabel.setdefault(tagging.taxonomy_version, []).append(int(pmid))
+                    changes.rewritten += 1
+                    changes.relabelled += 1
                 continue
-            before = _tag_rows(orjson.loads(old)) if old else set()
-            after = _tag_rows({"conditions": tagging.conditions, "interventions": tagging.interventions,
-                               "designs": tagging.designs, "gut_skin_relevant": tagging.gut_skin_relevant})
+            if old and _tags_part(old) == _tags_part(text):
+                before = after = set()  # same tags; only relevance, evidence or version changed
+            else:
+                before = _tag_rows(orjson.loads(old)) if old else set()
+                after = _tag_rows({"conditions": tagging.conditions, "interventions": tagging.interventions,
+                                   "designs": tagging.designs, "gut_skin_relevant": tagging.gut_skin_relevant})
             for kind, tag in before - after:
                 deletes.append({"p": int(pmid), "k": kind, "t": tag})
                 changes.removed[tag] += 1
             for kind, tag in after - before:
                 inserts.append({"pmid": int(pmid), "kind": kind, "tag": tag})
                 changes.added[tag] += 1
-            updates.append({"p": int(pmid), "tagging": text, "taxonomy_version": tagging.taxonomy_version,
-                            "relevance": tagging.relevance, "gut_skin_relevant": tagging.gut_skin_relevant})
+            row = {"tagging": text, "taxonomy_version": tagging.taxonomy_version,
+                   "relevance": tagging.relevance, "gut_skin_relevant": tagging.gut_skin_relevant}
+            if old is None:
+                firsts.append({"pmid": int(pmid), **row})
+            else:
+                updates.append({"p": int(pmid), **row})
             changes.changed += before != after
             changes.rewritten += 1
         if deletes:
@@ -563,8 +580,14 @@ class Storage:
                 paper_tags.c.tag == sa.bindparam("t")), deletes)
         if inserts:
             conn.execute(paper_tags.insert(), inserts)
+        if firsts:
+            conn.execute(paper_tagging.insert(), firsts)
         if updates:
             conn.execute(paper_tagging.update().where(paper_tagging.c.pmid == sa.bindparam("p")), updates)
+        for version, pmids in relabel.items():
+            for start in range(0, len(pmids), _IN_CHUNK):
+                conn.execute(paper_tagging.update().where(paper_tagging.c.pmid.in_(pmids[start:start + _IN_CHUNK]))
+                             .values(taxonomy_version=version))
         return changes
 
     def taxonomy_versions(self) -> dict[str | None, int]:
@@ -700,7 +723,30 @@ def _safe_url(url: str) -> str:
         return "(unparsable URL)"
 
 
-Tagger = Callable[[Article], Tagging]
+Tagger = Callable[[TagInput], Tagging]
+
+
+def tagging_json(tagging: Tagging) -> str:
+    """A tagging as ``paper_tagging.tagging`` stores it: its JSON without ``taxonomy_version``, which has a
+    column of its own, so a new taxonomy that gives a paper the same tags and evidence only relabels it.
+    (:class:`Tagging` serialises its fields in definition order; the version is the last.)"""
+    text = orjson.dumps(tagging).decode("utf-8")
+    return text[:text.rindex(',"taxonomy_version":')] + "}"
+
+
+def stored_tagging(text: str, taxonomy_version: str | None) -> Tagging:
+    """The :class:`Tagging` of a stored row (rows written before the version moved out of the JSON still
+    carry it inside; the column wins)."""
+    data = orjson.loads(text)
+    data["taxonomy_version"] = taxonomy_version or data.get("taxonomy_version", "")
+    return Tagging.from_dict(data)
+
+
+def _tags_part(tagging_json: str) -> str:
+    """The part of a stored tagging's JSON that :func:`_tag_rows` reads: :class:`Tagging` serialises its
+    fields in definition order, so everything before ``"relevance"`` is the tag ids and the relevance flag
+    (equal prefixes mean equal ``paper_tags`` rows, without decoding the evidence)."""
+    return tagging_json[:tagging_json.find(',"relevance":')]
 
 
 def _tag_rows(tagging: dict[str, Any]) -> set[tuple[str, str]]:
@@ -719,6 +765,7 @@ class _Changes:
     examined: int = 0
     changed: int = 0
     rewritten: int = 0
+    relabelled: int = 0
     added: collections.Counter[str] = field(default_factory=collections.Counter)
     removed: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -726,9 +773,11 @@ class _Changes:
         self.examined += other.examined
         self.changed += other.changed
         self.rewritten += other.rewritten
+        self.relabelled += other.relabelled
         self.added.update(other.added)
         self.removed.update(other.removed)
 
     def frozen(self) -> TagChanges:
-        return TagChanges(self.examined, self.changed, self.rewritten, tuple(sorted(self.added.items())),
-                          tuple(sorted(self.removed.items())))
+        return TagChanges(examined=self.examined, changed=self.changed, rewritten=self.rewritten,
+                          relabelled=self.relabelled, added=tuple(sorted(self.added.items())),
+                          removed=tuple(sorted(self.removed.items())))

@@ -56,7 +56,7 @@ try:  # stdlib (3.11+); used only to order patterns by their shortest match
     import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover
     _sre_parse = None
-from .types import AbstractSection, Article, TagEvidence, Tagging
+from .types import Article, TagEvidence, TagInput, Tagging
 
 __all__ = ["DEFAULT_TAXONOMY", "TagDef", "Taxonomy", "load_taxonomy", "parse_taxonomy", "tag"]
 
@@ -159,8 +159,8 @@ class Taxonomy:
     _negation_filler: re.Pattern[str] = field(repr=False)
     _tracked: frozenset[str] = field(repr=False)
     _order: Mapping[str, tuple[int, str]] = field(repr=False)
-    _mesh: Mapping[str, tuple[str, ...]] = field(repr=False)
-    _mesh_relevance: Mapping[str, frozenset[str]] = field(repr=False)
+    # casefolded MeSH descriptor -> (tag ids it implies, cue bits (oral/topical), is gut-side, is skin-side)
+    _mesh_info: Mapping[str, tuple[tuple[str, ...], int, bool, bool]] = field(repr=False)
     _pubtypes: Mapping[str, tuple[str, ...]] = field(repr=False)
     _abbreviations: Mapping[str, frozenset[str]] = field(repr=False)
     _absorbed_by: Mapping[str, tuple[str, ...]] = field(repr=False)
@@ -168,6 +168,9 @@ class Taxonomy:
     # matched text -> (cue bits, tag actions, ignore) for texts whose patterns have no look-arounds
     _text_cache: dict[str, tuple[int, tuple[Any, ...], bool]] = field(repr=False, default_factory=dict,
                                                                     compare=False)
+    # the same for a set of matched patterns (texts matched by patterns with look-arounds land here)
+    _ids_cache: dict[tuple[int, ...], tuple[int, tuple[Any, ...], bool]] = field(repr=False, default_factory=dict,
+                                                                              compare=False)
 
     def ids(self, kind: str) -> tuple[str, ...]:
         """Tag ids of one kind (condition | intervention | design), in file order."""
@@ -374,6 +377,13 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
         for other in t.absorbs:
             absorbed_by.setdefault(other, []).append(t.id)
     mesh_relevance = {name: frozenset(m.casefold() for m in names) for name, names in rel_mesh.items()}
+    mesh_info = {
+        key: (tuple(mesh.get(key, ())),
+              (_ORAL if key in mesh_relevance["mesh_oral"] else 0)
+              | (_TOPICAL if key in mesh_relevance["mesh_topical"] else 0),
+              key in mesh_relevance["mesh_gut"], key in mesh_relevance["mesh_skin"])
+        for key in sorted(set(mesh).union(*mesh_relevance.values()))
+    }
     combinations = tuple((t.id, t.combination_of[0], t.combination_of[1]) for t in tags.values() if t.combination_of)
     return Taxonomy(
         version=f"{version}+{digest}",
@@ -389,8 +399,7 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
         _order={t: (("condition", "intervention", "design").index(td.kind), t) for t, td in tags.items()},
         _tracked=frozenset(t for combo in combinations for t in combo[1:])
         | frozenset(x for v in absorbed_by.values() for x in v),
-        _mesh={k: tuple(v) for k, v in mesh.items()},
-        _mesh_relevance=mesh_relevance,
+        _mesh_info=mesh_info,
         _pubtypes={k: tuple(v) for k, v in pubtypes.items()},
         _abbreviations={k: frozenset(v) for k, v in abbreviations.items()},
         _absorbed_by={k: tuple(v) for k, v in absorbed_by.items()},
@@ -767,6 +776,8 @@ _HEADINGS = (
 _HEADING_TAIL = r"[ \t]*(?:\(\d\)[ \t]*)?(" + _HEADINGS + r")[ \t]*(?::|\.(?=\s)|\n|[ \t]+[-–—][ \t]+)[ \t\n]*"
 _LEADING_HEADING = re.compile(_HEADING_TAIL)  # run on lower-cased text, at the start of each sentence
 _LEADING_HEADING_START = re.compile(r"[ \t]*(?:\(\d\)[ \t]*)?[A-Za-z &]{3,40}[.:]")
+# Between two sentences: a full stop (! ?) and the space after it, before a capital, digit or opening
+# bracket or quote; or a line break and the space after it. The stop stays with its sentence.
 _SENTENCE_END = re.compile(r"[.!?\n](?:(?<=\n)\s*|[ \t]+(?=[A-Z0-9(\[“\"']))")
 _ABBR_DEF = re.compile(r"\(\s*([A-Za-z][A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*|[A-Z][A-Za-z0-9-]+)\s*\)")
 _DASHES = {"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
@@ -774,10 +785,10 @@ _DASHES = {"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014":
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _category_of(section: AbstractSection) -> str | None:
-    if section.category and section.category.upper() not in ("UNASSIGNED", "UNLABELLED"):
-        return section.category.upper()
-    return _category_of_label(section.label) if section.label else None
+def _category_of(label: str | None, category: str | None) -> str | None:
+    if category and category.upper() not in ("UNASSIGNED", "UNLABELLED"):
+        return category.upper()
+    return _category_of_label(label) if label else None
 
 
 def _category_of_label(label: str) -> str | None:
@@ -818,7 +829,7 @@ _STRONG, _GENERIC, _WEAK = range(3)
 _GUT_RULES = {"always": 0, "unless_topical": 1, "if_oral": 2, "never": 3}
 
 
-def _build_document(article: Article) -> tuple[str, list[list[Any]]]:
+def _build_document(paper: TagInput) -> tuple[str, list[list[Any]]]:
     """Join title, abstract sections and keywords; cut into sentences.
 
     A sentence is ``[start, end, source, weight, cues, section]``; the document starts with a newline so
@@ -827,16 +838,16 @@ def _build_document(article: Article) -> tuple[str, list[list[Any]]]:
     pieces: list[str] = ["\n"]
     sentences: list[list[Any]] = []
     pos = 1
-    if article.title:
-        sentences.append([pos, pos + len(article.title), "title", 0.0, 0, "title"])
-        pieces += (article.title, "\n\n")
-        pos += len(article.title) + 2
-    for sec in article.abstract:
-        text = sec.text
+    title = paper.title
+    if title:
+        sentences.append([pos, pos + len(title), "title", 0.0, 0, "title"])
+        pieces += (title, "\n\n")
+        pos += len(title) + 2
+    for text, label, category in paper.abstract:
         if not text:
             continue
-        cat = _category_of(sec)
-        if cat is not None or sec.label:
+        cat = _category_of(label, category)
+        if cat is not None or label:
             section, source, low_text = cat or "UNSTRUCTURED", f"abstract:{cat or 'UNASSIGNED'}", None
         else:
             section, source, low_text = "UNSTRUCTURED", "abstract", None
@@ -851,12 +862,18 @@ def _build_document(article: Article) -> tuple[str, list[list[Any]]]:
                 section = _category_of_label(h.group(1)) or "UNSTRUCTURED"
                 source = f"abstract:{section}" if section != "UNSTRUCTURED" else "abstract"
                 s = h.end()
-        for m in _SENTENCE_END.finditer(text, s):
-            cut = m.start() + (1 if text[m.start()] != "\n" else 0)
-            if cut > s:
-                sentences.append([pos + s, pos + cut, source, 0.0, 0, section])
-            s = m.end()
-            if low_text is not None:
+        if low_text is None:
+            for stop, end in [m.span() for m in _SENTENCE_END.finditer(text, s)]:
+                cut = stop if text[stop] == "\n" else stop + 1
+                if cut > s:
+                    sentences.append([pos + s, pos + cut, source, 0.0, 0, section])
+                s = end
+        else:
+            for m in _SENTENCE_END.finditer(text, s):
+                cut = m.start() + (1 if text[m.start()] != "\n" else 0)
+                if cut > s:
+                    sentences.append([pos + s, pos + cut, source, 0.0, 0, section])
+                s = m.end()
                 h = _LEADING_HEADING.match(low_text, s)
                 if h:
                     section = _category_of_label(h.group(1)) or "UNSTRUCTURED"
@@ -866,7 +883,7 @@ def _build_document(article: Article) -> tuple[str, list[list[Any]]]:
             sentences.append([pos + s, pos + len(text), source, 0.0, 0, section])
         pieces += (text, "\n\n")
         pos += len(text) + 2
-    for kw in article.keywords:
+    for kw in paper.keywords:
         if kw.strip():
             sentences.append([pos, pos + len(kw), "keyword", 0.0, 0, "keyword"])
             pieces += (kw, "\n\n")
@@ -874,58 +891,65 @@ def _build_document(article: Article) -> tuple[str, list[list[Any]]]:
     return "".join(pieces), sentences
 
 
-_SECTION_WEIGHT_KEY = {"OBJECTIVE": "objective", "METHODS": "methods", "RESULTS": "results",
-                       "CONCLUSIONS": "conclusions", "BACKGROUND": "background"}
+_SECTION_WEIGHT_KEY = {"title": "title", "keyword": "keyword", "OBJECTIVE": "objective", "METHODS": "methods",
+                       "RESULTS": "results", "CONCLUSIONS": "conclusions", "BACKGROUND": "background"}
+_ROLE_SOURCE = {role: f"abstract:{role}" for role in ("OBJECTIVE", "BACKGROUND", "CONCLUSIONS", "UNASSIGNED")}
 
 
 def _weigh_sentences(sentences: list[list[Any]], w: Mapping[str, float]) -> None:
-    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source."""
+    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source.
+
+    A sentence of a labelled section, the title or a keyword weighs what its section weighs (other
+    sections: ``body_sentence``). A run of unstructured sentences is read as an abstract: the aim
+    sentence, what comes before it (background), the first sentence, conclusion sentences, the body."""
+    body = w["body_sentence"]
+    section_weight = {section: w[key] for section, key in _SECTION_WEIGHT_KEY.items()}
     i, n = 0, len(sentences)
     while i < n:
         s = sentences[i]
         section = s[5]
-        if section == "title":
-            s[3] = w["title"]
-            i += 1
-        elif section == "keyword":
-            s[3] = w["keyword"]
-            i += 1
-        elif section == "UNSTRUCTURED":
-            j = i
-            while j < n and sentences[j][5] == "UNSTRUCTURED" and sentences[j][2] == s[2]:
-                j += 1
-            run = sentences[i:j]
-            aim_at = next((k for k, r in enumerate(run) if r[4] & _AIM), None)
-            if aim_at is not None and aim_at >= math.ceil(0.6 * len(run)):
-                aim_at = None  # a late "this article also reviews" does not make the abstract background
-            for k, r in enumerate(run):
-                cues = r[4]
-                if cues & _AIM:
-                    r[3], role = w["aim_sentence"], "OBJECTIVE"
-                elif aim_at is not None and k < aim_at:
-                    r[3], role = w["before_aim"], "BACKGROUND"
-                elif k == 0:
-                    r[3], role = w["first_sentence"], "BACKGROUND"
-                elif cues & _CONCLUSION:
-                    r[3], role = w["conclusion_sentence"], "CONCLUSIONS"
-                else:
-                    r[3], role = w["body_sentence"], "UNASSIGNED"
-                r[2] = f"abstract:{role}"
-            i = j
-        else:
-            key = _SECTION_WEIGHT_KEY.get(section)
-            weight = w[key] if key else w["body_sentence"]
+        if section != "UNSTRUCTURED":
             if section == "BACKGROUND" and s[4] & _AIM:
-                weight = w["aim_sentence"]
-            s[3] = weight
+                s[3] = w["aim_sentence"]
+            else:
+                s[3] = section_weight.get(section, body)
             i += 1
+            continue
+        source = s[2]
+        j = i + 1
+        while j < n and sentences[j][5] == "UNSTRUCTURED" and sentences[j][2] == source:
+            j += 1
+        aim_at = None
+        for k in range(i, j):
+            if sentences[k][4] & _AIM:
+                aim_at = k
+                break
+        if aim_at is not None and aim_at - i >= math.ceil(0.6 * (j - i)):
+            aim_at = None  # a late "this article also reviews" does not make the abstract background
+        for k in range(i, j):
+            r = sentences[k]
+            cues = r[4]
+            if cues & _AIM:
+                r[3], r[2] = w["aim_sentence"], _ROLE_SOURCE["OBJECTIVE"]
+            elif aim_at is not None and k < aim_at:
+                r[3], r[2] = w["before_aim"], _ROLE_SOURCE["BACKGROUND"]
+            elif k == i:
+                r[3], r[2] = w["first_sentence"], _ROLE_SOURCE["BACKGROUND"]
+            elif cues & _CONCLUSION:
+                r[3], r[2] = w["conclusion_sentence"], _ROLE_SOURCE["CONCLUSIONS"]
+            else:
+                r[3], r[2] = body, _ROLE_SOURCE["UNASSIGNED"]
+        i = j
 
 
 # ─────────────────────────────────────────────── tagging ────────────────────────────────────────────────
 
 
-def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
-    """Tag one article. Deterministic; see the module docstring for the rules."""
+def tag(paper: Article | TagInput, taxonomy: Taxonomy) -> Tagging:
+    """Tag one paper (a parsed article or the stored :class:`~monitor.types.TagInput` of one).
+    Deterministic; see the module docstring for the rules."""
+    if isinstance(paper, Article):
+        paper = TagInput.of(paper)
     tx = taxonomy
     w = tx.scoring
     # hot-loop constants as locals (a global lookup per use costs more than the work itself)
@@ -934,7 +958,7 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
     ADVERSE, FUTURE, CONFOUNDER, INTERVENTION, COMPOSITION = _ADVERSE, _FUTURE, _CONFOUNDER, _INTERVENTION, \
         _COMPOSITION
     gut_route = _gut_route
-    doc, sentences = _build_document(article)
+    doc, sentences = _build_document(paper)
     if not doc.isascii():
         for bad, good in _DASHES.items():
             if bad in doc:
@@ -1005,14 +1029,16 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
     _weigh_sentences(sentences, w)
     title_cues = sentences[0][4] if sentences and sentences[0][5] == "title" else 0
 
-    mesh_rel = tx._mesh_relevance
-    mesh_names = [(h.descriptor, h.major or any(q.major for q in h.qualifiers)) for h in article.mesh]
-    for name, _major in mesh_names:
+    # MeSH headings the taxonomy knows: (descriptor, casefolded, major topic, what it implies)
+    mesh_info = tx._mesh_info
+    mesh_hits = []
+    for heading in paper.mesh:
+        name = heading[0]
         key = name.casefold()
-        if key in mesh_rel["mesh_oral"]:
-            paper_cues |= _ORAL
-        if key in mesh_rel["mesh_topical"]:
-            paper_cues |= _TOPICAL
+        info = mesh_info.get(key)
+        if info is not None:
+            mesh_hits.append((name, key, heading[2] or any(q[2] for q in heading[3]), info))
+            paper_cues |= info[1]
 
     # Abbreviations defined in the text add mentions.
     if "(" in doc:
@@ -1113,25 +1139,25 @@ def tag(article: Article, taxonomy: Taxonomy) -> Tagging:
 
     # MeSH headings and publication types.
     tags = tx.tags
-    for name, major in mesh_names:
-        key = name.casefold()
+    for name, key, major, (mesh_tags, _cues, mesh_gut, mesh_skin) in mesh_hits:
         weight = w["mesh_major"] if major else w["mesh_minor"]
         mention = ("mesh", -1, name + ("*" if major else ""))
-        for tag_id in tx._mesh.get(key, ()):
+        for tag_id in mesh_tags:
             td = tags[tag_id]
             _add_mention(found, tag_id, ("mesh", key), weight, _STRONG, mention)
             if td.kind == "condition":
                 _keep(skin, ("mesh", key), weight, "mesh", str(mention[2]))
             elif td.kind == "intervention" and _gut_route(_GUT_RULES[td.gut_side], 0, title_cues, paper_cues):
                 _keep(gut, ("mesh", key), weight, "mesh", str(mention[2]))
-        if key in mesh_rel["mesh_gut"]:
+        if mesh_gut:
             _keep(gut, ("mesh", key), weight, "mesh", str(mention[2]))
-        if key in mesh_rel["mesh_skin"]:
+        if mesh_skin:
             _keep(skin, ("mesh", key), weight, "mesh", str(mention[2]))
-    for pt in article.publication_types:
-        for tag_id in tx._pubtypes.get(pt.name.casefold(), ()):
-            _add_mention(found, tag_id, ("pt", pt.name), w["publication_type"], _STRONG,
-                         ("publication_type", -1, pt.name))
+    for pt in paper.publication_types:
+        pt_name = pt[0]
+        for tag_id in tx._pubtypes.get(pt_name.casefold(), ()):
+            _add_mention(found, tag_id, ("pt", pt_name), w["publication_type"], _STRONG,
+                         ("publication_type", -1, pt_name))
 
     # Combinations (synbiotics): both components given together in one sentence.
     for combo_id, a, b in tx._combinations:
@@ -1213,15 +1239,19 @@ def _text_info(tx: Taxonomy, low: str, start: int, end: int) -> tuple[int, tuple
     """Cue bits, tag actions and ignore flag of the patterns that matched ``low[start:end]``."""
     scanner = tx._scanner
     text = low[start:end]
+    ids = _resolve(scanner, low, start, end)
+    info = tx._ids_cache.get(ids)
+    if info is None:
+        mask, ignore = 0, False
+        acts: list[tuple[int, str, int, int, int]] = []
+        for i in ids:
+            m, a, ig = tx._pattern_info[i]
+            mask |= m
+            acts += a
+            ignore = ignore or ig
+        info = (0, (), True) if ignore else (mask, tuple(acts), False)
+        tx._ids_cache[ids] = info
     entry = scanner.cache.get(text)
-    mask, ignore = 0, False
-    acts: list[tuple[int, str, int, int, int]] = []
-    for i in _resolve(scanner, low, start, end):
-        m, a, ig = tx._pattern_info[i]
-        mask |= m
-        acts += a
-        ignore = ignore or ig
-    info = (0, (), True) if ignore else (mask, tuple(acts), False)
     if entry is not None and not entry[1] and len(tx._text_cache) < 500_000:
         tx._text_cache[text] = info  # no look-arounds: the text alone decides
     return info

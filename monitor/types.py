@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Union
 
 # CommentsCorrections RefTypes that change how a reader should treat a paper.
 STATUS_REF_TYPES: frozenset[str] = frozenset(
@@ -187,6 +188,33 @@ class Article:
         return cls(**d)
 
 
+class TagInput(NamedTuple):
+    """The part of a paper the tagger reads, as plain JSON values (``paper_tagging.tag_input`` stores it).
+
+    Decoding this from JSON costs a fraction of building an :class:`Article`, which is what keeps
+    ``monitor retag`` fast. Items are sequences so the decoded JSON arrays are used as they come:
+    ``abstract`` holds ``(text, label, category)``, ``mesh`` holds
+    ``(descriptor, ui, major, ((qualifier, ui, major), ...))``, ``publication_types`` holds ``(name, ui)``.
+    """
+
+    title: str
+    abstract: Sequence[Sequence[Any]]
+    keywords: Sequence[str]
+    mesh: Sequence[Sequence[Any]]
+    publication_types: Sequence[Sequence[Any]]
+
+    @classmethod
+    def of(cls, article: Article) -> TagInput:
+        return cls(
+            article.title,
+            tuple((s.text, s.label, s.category) for s in article.abstract),
+            article.keywords,
+            tuple((m.descriptor, m.ui, m.major, tuple((q.name, q.ui, q.major) for q in m.qualifiers))
+                  for m in article.mesh),
+            tuple((p.name, p.ui) for p in article.publication_types),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Deletion:
     """``DeleteCitation``: NLM withdrew this PMID."""
@@ -293,7 +321,11 @@ class TagEvidence:
 
 @dataclass(frozen=True, slots=True)
 class Tagging:
-    """The tags of one paper (ids sorted) with their evidence and the taxonomy version that made them."""
+    """The tags of one paper (ids sorted) with their evidence and the taxonomy version that made them.
+
+    Field order matters to :mod:`monitor.store`: the tags and ``gut_skin_relevant`` come before
+    ``relevance`` (it compares that prefix of stored JSON) and ``taxonomy_version`` comes last (it is
+    stored in a column of its own, cut from the JSON)."""
 
     conditions: tuple[str, ...] = ()
     interventions: tuple[str, ...] = ()

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from monitor import pubmed
 from monitor.errors import StorageError
 from monitor.store import Storage, StoredMeta, decide, metadata
-from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport
+from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport, TagInput
 from tests.conftest import DATA
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
@@ -191,6 +191,67 @@ def test_upgrade_from_0001_keeps_papers_and_adds_tag_columns(tmp_path: Path) -> 
         assert s.taxonomy_versions() == {None: 1}
 
 
+def test_upgrade_from_0002_moves_tag_inputs_and_keeps_taggings(tmp_path: Path) -> None:
+    import orjson
+    import sqlalchemy as sa
+
+    from monitor import migrations
+    from monitor.store import tag_input_json
+    from monitor.types import TagEvidence, Tagging
+
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0002")
+    a, b = real_articles()
+    old = Tagging(conditions=("acne",), gut_skin_relevant=True, relevance=0.7, taxonomy_version="2025.0",
+                  evidence=(TagEvidence("acne", "condition", "title", "acne", 3.0),))
+    with engine.begin() as conn:
+        for art in (a, b):
+            conn.execute(sa.text(
+                "INSERT INTO papers (pmid, version, status, deleted, title, retracted, data, content_hash, "
+                "first_seen_at, updated_at, fetched_at) VALUES (:p, 1, 'MEDLINE', 0, :t, 0, :d, 'h', "
+                "'2026-11-22 03:00:00', '2026-11-22 03:00:00', '2026-11-22 03:00:00')"),
+                {"p": int(art.pmid), "t": art.title, "d": orjson.dumps(art).decode()})
+        # 0002 kept the tag input in the tagging row, and the version inside the tagging JSON; b is untagged
+        conn.execute(sa.text("INSERT INTO paper_tagging (pmid, tag_input, tagging, taxonomy_version, relevance, "
+                             "gut_skin_relevant) VALUES (:p, :i, :t, '2025.0', 0.7, 1)"),
+                     {"p": int(a.pmid), "i": tag_input_json(a), "t": orjson.dumps(old).decode()})
+        conn.execute(sa.text("INSERT INTO paper_tags (pmid, kind, tag) VALUES (:p, 'condition', 'acne'), "
+                             "(:p, 'relevance', 'gut_skin_relevant')"), {"p": int(a.pmid)})
+        conn.execute(sa.text("INSERT INTO paper_tagging (pmid, tag_input) VALUES (:p, :i)"),
+                     {"p": int(b.pmid), "i": tag_input_json(b)})
+    engine.dispose()
+    with Storage.open(url) as s:  # upgrades to head
+        stored = {p.article.pmid: p.tagging for p in s.iter_papers()}
+        assert stored == {a.pmid: old, b.pmid: None}
+        assert s.taxonomy_versions() == {"2025.0": 1, None: 1}
+        seen: list[str] = []
+
+        def tagger(paper: TagInput) -> Tagging:
+            seen.append(paper.title)
+            return dataclasses.replace(old, taxonomy_version="2026.1")
+
+        changes = s.retag(tagger)  # reads the moved inputs; a keeps its tags, b gains them
+        assert sorted(seen) == sorted([a.title, b.title])
+        assert (changes.examined, changes.changed, changes.rewritten) == (2, 1, 2)
+        assert dict(changes.added) == {"acne": 1, "gut_skin_relevant": 1} and not changes.removed
+        assert s.taxonomy_versions() == {"2026.1": 2}
+    with sa.create_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM paper_tag_inputs")).scalar() == 2
+
+
+def test_a_new_taxonomy_that_changes_nothing_only_relabels(store: Storage) -> None:
+    from monitor.types import Tagging
+
+    a, b = real_articles()
+    store.store_batch([a, b], query="q", now=NOW)
+    store.retag(lambda paper: Tagging(conditions=("acne",), taxonomy_version="v1"))
+    changes = store.retag(lambda paper: Tagging(conditions=("acne",), taxonomy_version="v2"))
+    assert (changes.examined, changes.changed, changes.rewritten, changes.relabelled, changes.added) == (2, 0, 2, 2, ())
+    assert store.taxonomy_versions() == {"v2": 2}
+    assert {p.tagging.taxonomy_version for p in store.iter_papers()} == {"v2"}
+
+
 def test_taggings_are_stored_diffed_and_idempotent(store: Storage) -> None:
     from monitor.types import TagEvidence, Tagging
 
@@ -217,7 +278,7 @@ def test_retag_tags_everything_once_then_changes_nothing(store: Storage) -> None
 
     a, b = real_articles()
     store.store_batch([a, b], query="q", now=NOW)
-    tagger = lambda art: Tagging(conditions=("acne",) if art.pmid == a.pmid else (), taxonomy_version="v")  # noqa: E731
+    tagger = lambda paper: Tagging(conditions=("acne",) if paper.title == a.title else (), taxonomy_version="v")  # noqa: E731
     first = store.retag(tagger, batch=1)
     # One paper gains a tag; both get a stored tagging for the first time.
     assert (first.examined, first.changed, first.rewritten) == (2, 1, 2)
@@ -231,15 +292,15 @@ def test_store_batch_tags_new_and_revised_papers_in_the_same_transaction(store: 
     a, _ = real_articles()
     seen: list[str] = []
 
-    def tagger(art: Article) -> Tagging:
-        seen.append(art.pmid)
+    def tagger(paper: TagInput) -> Tagging:
+        seen.append(paper.title)
         return Tagging(conditions=("lupus",), taxonomy_version="v")
 
     store.store_batch([a], query="q", now=NOW, tagger=tagger)
     store.store_batch([a], query="q", now=LATER, tagger=tagger)  # unchanged: not tagged again
     revised = dataclasses.replace(a, version=a.version + 1)
     store.store_batch([revised], query="q", now=LATER, tagger=tagger)
-    assert seen == [a.pmid, a.pmid]
+    assert seen == [a.title, a.title]
     assert next(store.iter_papers()).tagging.conditions == ("lupus",)
 
 
@@ -247,7 +308,7 @@ def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> Non
     """Retag reads only `tag_input`; a run tags the whole Article. They must never disagree."""
     import gzip
 
-    from monitor.store import tag_input_article, tag_input_json
+    from monitor.store import decode_tag_input, tag_input_json
     from monitor.tagging import load_taxonomy, tag
     from tests.conftest import ROOT
 
@@ -257,7 +318,7 @@ def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> Non
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         for article in pubmed.parse(data):
             if isinstance(article, Article):
-                light = tag_input_article(article.pmid, tag_input_json(article))
+                light = decode_tag_input(tag_input_json(article))
                 assert tag(light, taxonomy) == tag(article, taxonomy), article.pmid
                 checked += 1
     assert checked >= 1500
