@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,9 @@ from .cycle import Cycle, Progress, summarize
 from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
+from .feeds import PublishReport
+from .feeds import publish as publish_feeds
+from .serve import FeedServer
 from .store import Storage, Tagger
 from .tagging import Taxonomy, load_taxonomy, tag
 from .types import QueryReport
@@ -72,6 +76,11 @@ class App:
     def tagger(self) -> Tagger:
         """The tagger for the configured taxonomy."""
         return functools.partial(tag, taxonomy=self.taxonomy)
+
+    def publish(self, out: Path | None = None) -> PublishReport:
+        """Regenerate the feeds from the store (into ``out``, else the configured folder)."""
+        return publish_feeds(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
+                             queries=[q.name for q in self.config.queries], out=out)
 
     def client(self) -> EntrezClient:
         client = EntrezClient(self.config.entrez)
@@ -164,6 +173,7 @@ def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
 
         report = cycle.run(queries, since=start, on_query=show)
     click.echo(_report_line(summarize(report), width, total=True))
+    _echo_publish(app.publish())  # feeds reflect what is stored, even after a partial failure
     if not report.ok:
         bad = [q.name for q in report.queries if q.status != "ok"]
         click.echo(f"monitor: error: {len(bad)} of {len(report.queries)} queries did not complete "
@@ -206,6 +216,13 @@ def export(app: App, fmt: str, out: str | None, include_deleted: bool) -> None:
     with atomic_write(Path(out)) as fh:
         n = writer(papers, fh)
     click.echo(f"wrote {n} papers to {out}", err=True)
+
+
+def _echo_publish(report: PublishReport) -> None:
+    w = report.write
+    click.echo(f"feeds: {report.feeds} feeds, {report.documents} documents (with archive pages) for "
+               f"{report.papers} relevant papers and {report.status_items} status changes in {w.out}: "
+               f"{report.rendered} rendered, {w.written} files written, {w.removed} removed")
 
 
 @contextlib.contextmanager
@@ -284,6 +301,47 @@ def status(app: App, limit: int) -> None:
         for qr in r.queries:
             note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
             click.echo(f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write the feeds here instead of the configured folder (feeds.out).")
+@click.pass_obj
+@handle_errors
+def feed(app: App, out: Path | None) -> None:
+    """Write every RSS feed, its archive pages, feeds.opml and index.html (unchanged files are left alone)."""
+    _echo_publish(app.publish(out))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback by default; 0.0.0.0 exposes the feeds to your network).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port, printed on start-up).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Serve this folder instead of the configured one (feeds.out).")
+@click.pass_obj
+@handle_errors
+def serve(app: App, host: str, port: int, out: Path | None) -> None:
+    """Serve the feeds, feeds.opml and index.html over HTTP (with ETag/Last-Modified and gzip).
+
+    The feeds are written once on start-up; after that whatever `monitor run` writes is served at once."""
+    folder = out or app.config.feeds.out
+    _echo_publish(app.publish(folder))
+    server = FeedServer(folder, host=host, port=port)
+    app.close()  # the database is not needed while serving files
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"serving {folder} on {server.url} (main feed: {server.url}main.xml; Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    click.echo("stopped")
 
 
 # ------------------------------------------------------------------ progress

@@ -52,6 +52,18 @@ class TaggingConfig:
     taxonomy: Path  # absolute: resolved against the config file's folder
 
 
+DEFAULT_FEEDS_URL = "http://127.0.0.1:8080/"
+DEFAULT_FEEDS_TITLE = "Gut–skin literature monitor"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    out: Path  # absolute: resolved against the config file's folder
+    base_url: str = DEFAULT_FEEDS_URL  # where readers reach the feeds (ends with /)
+    limit: int = 100  # items per feed document; older items go to RFC 5005 archive pages
+    title: str = DEFAULT_FEEDS_TITLE
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     name: str
@@ -68,6 +80,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tagging: TaggingConfig = field(default_factory=lambda: TaggingConfig(Path("taxonomy.toml")))
     lookback_days: int = 30
+    feeds: FeedsConfig = field(default_factory=lambda: FeedsConfig(Path("feeds")))
 
     def query(self, name: str) -> Query:
         for q in self.queries:
@@ -162,6 +175,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     entrez = _entrez(_Reader(top.get("entrez", dict, {}), "entrez", file), env)
     storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
     tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
+    feeds = _feeds(_Reader(top.get("feeds", dict, {}), "feeds", file), path, env)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -179,7 +193,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
         seen[q.name] = i
         queries.append(q)
     return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
-                  lookback_days=lookback)
+                  lookback_days=lookback, feeds=feeds)
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
@@ -226,6 +240,23 @@ def _tagging(r: _Reader, path: Path) -> TaggingConfig:
     name = r.text("taxonomy", "taxonomy.toml") or "taxonomy.toml"
     r.done()
     return TaggingConfig(taxonomy=(path.resolve().parent / name))
+
+
+def _feeds(r: _Reader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
+    """Where feeds are written and the public URL they are served under (MONITOR_FEEDS_URL overrides)."""
+    out = r.text("out", "feeds") or "feeds"
+    file_url = r.text("base_url", DEFAULT_FEEDS_URL)
+    base_url = env.get("MONITOR_FEEDS_URL") or file_url or DEFAULT_FEEDS_URL
+    limit = r.number("limit", int, 100, 1, 10_000)
+    title = r.text("title", DEFAULT_FEEDS_TITLE)
+    r.done()
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", base_url):
+        where = "MONITOR_FEEDS_URL" if env.get("MONITOR_FEEDS_URL") else f"{r.file}: feeds.base_url"
+        raise ConfigError(f"{where}: must be the http(s) URL readers use to reach the feeds, not {base_url!r}")
+    if not (title or "").strip():
+        r.fail("title", "must be a non-empty string")
+    return FeedsConfig(out=path.resolve().parent / out, base_url=base_url.rstrip("/") + "/", limit=limit,
+                       title=(title or "").strip())
 
 
 def absolute_sqlite_url(url: str, base: Path) -> str:

@@ -30,6 +30,7 @@ from .types import (
     Deletion,
     ParsedItem,
     QueryReport,
+    StatusChange,
     StoreOutcome,
     TagInput,
     Tagging,
@@ -154,6 +155,7 @@ EVENT_KINDS = {
     "ExpressionOfConcernIn": "expression_of_concern",
     "UpdateIn": "update",
 }
+STATUS_EVENT_KINDS = ("retraction", "erratum", "expression_of_concern", "update")
 _IN_CHUNK = 500  # ids per IN (...) clause: below SQLite's variable limit on old builds
 
 
@@ -184,6 +186,19 @@ class StoredPaper:
     updated_at: dt.datetime
     queries: tuple[tuple[str, dt.datetime], ...]  # (query name, first found at)
     tagging: Tagging | None = None  # None until the paper has been tagged
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """What the feeds plan with: a relevant paper's PMID, first-found time, a fingerprint of its stored
+    record and tagging (changes when either does), its condition and intervention tags and its queries."""
+
+    pmid: str
+    first_seen_at: dt.datetime
+    fingerprint: str
+    conditions: tuple[str, ...]
+    interventions: tuple[str, ...]
+    queries: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,8 +444,10 @@ class Storage:
                 q = q.where(papers.c.deleted.is_(False))
             return int(conn.execute(q).scalar_one())
 
-    def iter_papers(self, *, include_deleted: bool = True, batch: int = 1000) -> Iterator[StoredPaper]:
-        """Every stored paper in PMID order, with the queries that found it (streams in batches)."""
+    def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False,
+                    batch: int = 1000) -> Iterator[StoredPaper]:
+        """Every stored paper in PMID order, with the queries that found it (streams in batches);
+        ``relevant_only`` keeps the papers tagged gut–skin relevant (read through their index)."""
         last = -1
         while True:
             with self._tx("reading papers") as conn:
@@ -439,6 +456,8 @@ class Storage:
                      .where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch))
                 if not include_deleted:
                     q = q.where(papers.c.deleted.is_(False))
+                if relevant_only:
+                    q = q.where(paper_tagging.c.gut_skin_relevant.is_(True))
                 rows = conn.execute(q).all()
                 if not rows:
                     return
@@ -467,6 +486,68 @@ class Storage:
             if pmid is not None:
                 q = q.where(paper_events.c.pmid == int(pmid))
             return [(str(r.pmid), r.kind, _utc(r.at)) for r in conn.execute(q)]
+
+    # ---------------------------------------------------------------- feeds
+
+    def feed_rows(self) -> list[FeedRow]:
+        """Every gut–skin relevant, not withdrawn paper as the feeds plan with it: when it was first found,
+        fingerprints of its record and tagging, its conditions, interventions and queries (no record is
+        decoded). Ordered by PMID."""
+        relevant = (sa.select(paper_tagging.c.pmid)
+                    .join(papers, papers.c.pmid == paper_tagging.c.pmid)
+                    .where(paper_tagging.c.gut_skin_relevant.is_(True), papers.c.deleted.is_(False)))
+        with self._tx("reading papers for feeds") as conn:
+            tags: dict[int, tuple[list[str], list[str]]] = {}
+            for r in conn.execute(sa.select(paper_tags.c.pmid, paper_tags.c.kind, paper_tags.c.tag)
+                                  .where(paper_tags.c.pmid.in_(relevant),
+                                         paper_tags.c.kind.in_(["condition", "intervention"]))
+                                  .order_by(paper_tags.c.pmid, paper_tags.c.tag)):
+                entry = tags.setdefault(r.pmid, ([], []))
+                entry[0 if r.kind == "condition" else 1].append(r.tag)
+            found: dict[int, list[str]] = {}
+            for r in conn.execute(sa.select(paper_queries.c.pmid, paper_queries.c.query_name)
+                                  .where(paper_queries.c.pmid.in_(relevant))
+                                  .order_by(paper_queries.c.pmid, paper_queries.c.query_name)):
+                found.setdefault(r.pmid, []).append(r.query_name)
+            rows = conn.execute(
+                sa.select(papers.c.pmid, papers.c.first_seen_at, papers.c.content_hash, paper_tagging.c.tagging)
+                .join(paper_tagging, paper_tagging.c.pmid == papers.c.pmid)
+                .where(paper_tagging.c.gut_skin_relevant.is_(True), papers.c.deleted.is_(False))
+                .order_by(papers.c.pmid))
+            out = []
+            for r in rows:
+                conditions, interventions = tags.get(r.pmid, ([], []))
+                out.append(FeedRow(str(r.pmid), _utc(r.first_seen_at),
+                                   r.content_hash + hashlib.sha256(r.tagging.encode("utf-8")).hexdigest()[:16],
+                                   tuple(conditions), tuple(interventions), tuple(found.get(r.pmid, ()))))
+            return out
+
+    def feed_records(self, pmids: Iterable[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """The stored record and tagging of each paper, as decoded JSON (what feed items are rendered from)."""
+        ints = sorted({int(p) for p in pmids})
+        out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        with self._tx("reading papers for feeds") as conn:
+            for start in range(0, len(ints), _IN_CHUNK):
+                for r in conn.execute(
+                        sa.select(papers.c.pmid, papers.c.data, paper_tagging.c.tagging)
+                        .join(paper_tagging, paper_tagging.c.pmid == papers.c.pmid)
+                        .where(papers.c.pmid.in_(ints[start:start + _IN_CHUNK]))):
+                    out[str(r.pmid)] = (orjson.loads(r.data), orjson.loads(r.tagging))
+        return out
+
+    def status_changes(self, kinds: Sequence[str] = STATUS_EVENT_KINDS) -> list[StatusChange]:
+        """Retractions, errata, expressions of concern and updates that appeared on stored papers, oldest
+        first (``kinds`` narrows them)."""
+        with self._tx("reading status changes") as conn:
+            rows = conn.execute(
+                sa.select(paper_events.c.pmid, paper_events.c.kind, paper_events.c.at, paper_events.c.detail)
+                .where(paper_events.c.kind.in_(list(kinds))).order_by(paper_events.c.at, paper_events.c.id))
+            out = []
+            for r in rows:
+                detail = json.loads(r.detail) if r.detail else {}
+                notice = detail.get("pmid") if isinstance(detail, dict) else None
+                out.append(StatusChange(str(r.pmid), r.kind, _utc(r.at), str(notice) if notice else None))
+            return out
 
     # ---------------------------------------------------------------- tags
 

@@ -303,6 +303,17 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A retraction, erratum, expression of concern or update that appeared on a stored paper at ``at``;
+    ``notice_pmid`` is the PMID of the notice itself when PubMed gives it."""
+
+    pmid: str
+    kind: str  # retraction | erratum | expression_of_concern | update
+    at: dt.datetime
+    notice_pmid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TagEvidence:
     """Why one tag (or one side of the gut–skin relevance) was given.
 

@@ -77,7 +77,9 @@ def world(tmp_path: Path, run_monitor) -> Iterator[World]:
 
 
 def lines_by_query(stdout: str) -> dict[str, str]:
-    return {line.split()[0]: line for line in stdout.splitlines() if line and not line.startswith(" ")}
+    """The per-query lines and the total of `monitor run` (the feeds summary after them is not a query)."""
+    return {line.split()[0]: line for line in stdout.splitlines()
+            if line and not line.startswith((" ", "feeds: "))}
 
 
 def counts(line: str) -> dict[str, int]:

@@ -1,0 +1,149 @@
+"""Feed benchmark: how long `monitor feed` takes to generate every feed for a large collection.
+
+Builds a SQLite database of N papers (default 100,000) and times :func:`monitor.feeds.publish` — reading
+the relevant papers and status changes from the store, rendering every feed document, archive page, the
+OPML list and the index, and writing them — first into an empty folder, then again (nothing changed).
+
+The papers: the 50 labelled gut–skin records of tests/data/tagging (real PubMed titles, abstracts, MeSH,
+publication types; 44 of them come out gut–skin relevant) replicated under fresh PMIDs, each given the
+author list, journal and publication date of a real record from tests/data/efetch (the labelled set has
+none), and linked to one of the shipped queries in turn. So almost every paper is relevant and lands in
+several feeds: the heavy case (the real corpus alone has no relevant paper at all).
+
+    .venv/bin/python bench/feeds.py [--papers 100000] [--db PATH (reuse/keep the database)]
+                                    [--results bench/RESULTS.md]
+
+Target (issue 4): under 10 s for 100,000 papers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import functools
+import gzip
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from monitor import feeds, pubmed  # noqa: E402
+from monitor.config import load_config  # noqa: E402
+from monitor.store import Storage  # noqa: E402
+from monitor.tagging import load_taxonomy, tag  # noqa: E402
+from monitor.types import Article  # noqa: E402
+from tagging_data import LABELLED, row_to_article  # noqa: E402
+
+NOW = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)
+
+
+def templates() -> list[Article]:
+    dressers = []
+    for path in sorted((ROOT / "tests" / "data" / "efetch").rglob("*.xml*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        dressers += [a for a in pubmed.parse(data) if isinstance(a, Article) and a.authors and a.journal.title]
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for i, row in enumerate(rows):
+        d = dressers[i * 7 % len(dressers)]
+        out.append(dataclasses.replace(row_to_article(row), authors=d.authors, journal=d.journal,
+                                       pub_date=d.pub_date, sort_date=d.sort_date))
+    return out
+
+
+def build(db: Path, papers: int, queries: list[str]) -> None:
+    store = Storage.open(f"sqlite:///{db}")
+    taxonomy = load_taxonomy(ROOT / "taxonomy.toml")
+    tagger = functools.partial(tag, taxonomy=taxonomy)
+    base = templates()
+    batch: list[Article] = []
+    query = 0
+    for i in range(papers):
+        batch.append(dataclasses.replace(base[i % len(base)], pmid=str(60_000_000 + i)))
+        if len(batch) == 1000:
+            # spread the first-found times over about a year so archive pages and dates look real
+            store.store_batch(batch, query=queries[query % len(queries)],
+                              now=NOW - dt.timedelta(minutes=5 * (papers - i)), tagger=tagger)
+            query += 1
+            batch = []
+    if batch:
+        store.store_batch(batch, query=queries[query % len(queries)], now=NOW, tagger=tagger)
+    store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=int, default=100_000)
+    parser.add_argument("--db", type=Path, help="database to build (if missing) and use; default: a temp file")
+    parser.add_argument("--results", type=Path, help="write the Feeds section of this Markdown file")
+    args = parser.parse_args()
+
+    config = load_config(ROOT / "queries.toml", env={})
+    names = [q.name for q in config.queries]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db = args.db or tmp / "feeds.sqlite3"
+        built = 0.0
+        if not db.exists():
+            began = time.perf_counter()
+            build(db, args.papers, names)
+            built = time.perf_counter() - began
+        store = Storage.open(f"sqlite:///{db}")
+        papers = store.count_papers()
+        taxonomy = load_taxonomy(ROOT / "taxonomy.toml")
+        settings = dataclasses.replace(config.feeds, out=tmp / "feeds")
+        runs = []
+        for label in ("into an empty folder", "again, nothing changed"):
+            began, cpu = time.perf_counter(), time.process_time()
+            report = feeds.publish(store, taxonomy, settings, NOW, queries=names)
+            runs.append((label, time.perf_counter() - began, time.process_time() - cpu, report))
+        size = sum(f.stat().st_size for f in settings.out.rglob("*") if f.is_file())
+        store.close()
+
+    first = runs[0][3]
+    lines = [
+        "## Feeds (bench/feeds.py)",
+        "",
+        f"Command: `.venv/bin/python bench/feeds.py --papers {args.papers}"
+        + (f" --results {args.results}`" if args.results else "`"),
+        f"Date: {dt.date.today()}; machine: {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{papers:,} papers (the 50 labelled gut–skin records with real author lists and journals, "
+        f"replicated), {first.papers:,} of them gut–skin relevant"
+        + (f"; database built in {built:.0f} s" if built else "") + ".",
+        "",
+        "| run | seconds | CPU seconds | feeds | documents (incl. archive pages) | rendered | files written |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, seconds, cpu_seconds, report in runs:
+        lines.append(f"| {label} | {seconds:.2f} | {cpu_seconds:.2f} | {report.feeds} | {report.documents:,} | "
+                     f"{report.rendered:,} | {report.write.written:,} |")
+    worst = max(r[1] for r in runs)
+    lines += [
+        "",
+        f"Output: {size / 1e6:,.0f} MB in {first.documents + 2:,} files. Target under 10 s: "
+        + ("met." if worst < 10 else "NOT met."),
+    ]
+    print("\n".join(lines))
+    if args.results:
+        write_section(args.results, "## Feeds (bench/feeds.py)", "\n".join(lines) + "\n")
+    return 0
+
+
+def write_section(path: Path, heading: str, body: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

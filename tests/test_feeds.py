@@ -1,0 +1,375 @@
+"""Feeds end to end: `monitor run` against the E-utilities stand-in, then the feed files read back by
+feedparser and lxml, `monitor serve` over real HTTP, and newsboat (a real feed reader) subscribing.
+
+The stand-in serves real PubMed records; the real corpus holds no gut–skin paper, so a dozen of them carry
+the title and abstract of a labelled gut–skin record (tests/data/tagging, real PubMed text) instead: the
+shipped tagger then finds them relevant on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import html
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import feedparser
+import pytest
+from lxml import etree
+
+from tests.conftest import monitor_executable
+from tests.eutils_standin import StandIn
+from tests.tagging_data import LABELLED
+from tests.test_cycle_e2e import NOW, TODAY, World
+
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+
+def dress(standin: StandIn, pmid: str, row: dict, mdat: dt.date = TODAY - dt.timedelta(days=30)) -> None:
+    """Give a real record the title and abstract of a labelled gut–skin record (revised on ``mdat``)."""
+    root = etree.fromstring(standin.record_xml(pmid))
+    article = root.find(".//Article")
+    title = article.find("ArticleTitle")
+    for child in list(title):
+        title.remove(child)
+    title.text = row["title"]
+    abstract = article.find("Abstract")
+    if abstract is None:
+        abstract = etree.Element("Abstract")
+        title.addnext(abstract)
+    for child in list(abstract):
+        abstract.remove(child)
+    etree.SubElement(abstract, "AbstractText").text = row["abstract"]
+    standin.revise(pmid, etree.tostring(root), mdat=mdat)
+
+
+class FeedWorld(World):
+    def __init__(self, standin: StandIn, tmp: Path, run_monitor, limit: int = 100) -> None:
+        super().__init__(standin, tmp, run_monitor)
+        rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+        self.dressed = self.all_ids[:12]
+        for pmid, row in zip(self.dressed, rows):
+            dress(standin, pmid, row)
+        text = self.config.read_text(encoding="utf-8")
+        assert '[feeds]\nout = "feeds" ' in text and "\nlimit = 100 " in text  # the shipped [feeds] table
+        self.config.write_text(text.replace("\nlimit = 100 ", f"\nlimit = {limit} "), encoding="utf-8")
+        self.out = tmp / "feeds"
+
+    def relevant(self) -> list[dict]:
+        return [p for p in self.export() if p["gut_skin_relevant"]]
+
+    def parse(self, rel: str) -> feedparser.FeedParserDict:
+        return feedparser.parse((self.out / rel).read_bytes())
+
+
+@pytest.fixture
+def fw(tmp_path: Path, run_monitor) -> Iterator[FeedWorld]:
+    with StandIn(today=TODAY, hang_seconds=3.0) as standin:
+        yield FeedWorld(standin, tmp_path, run_monitor)
+
+
+def guids(parsed: feedparser.FeedParserDict) -> list[str]:
+    return [e.id for e in parsed.entries]
+
+
+def test_run_writes_valid_feeds_that_hold_exactly_the_right_papers(fw: FeedWorld) -> None:
+    result = fw.monitor("run", key=True)
+    assert result.returncode == 0, result.stderr
+    assert "feeds:" in result.stdout and "relevant papers" in result.stdout
+    relevant = fw.relevant()
+    assert len(relevant) >= 8  # most dressed records; none of the plain corpus records
+    assert {p["pmid"] for p in relevant} <= set(fw.dressed)
+
+    files = sorted(p.relative_to(fw.out).as_posix() for p in fw.out.rglob("*.xml"))
+    assert "main.xml" in files
+    for rel in files:
+        parsed = fw.parse(rel)
+        assert parsed.bozo == 0, (rel, parsed.get("bozo_exception"))
+        assert parsed.version == "rss20"
+        ids = guids(parsed)
+        assert len(ids) == len(set(ids)), rel
+        for entry in parsed.entries:
+            assert entry.title and entry.link.startswith("https://pubmed.ncbi.nlm.nih.gov/")
+            assert entry.published_parsed is not None
+
+    main = fw.parse("main.xml")
+    assert sorted(guids(main)) == sorted(f"pubmed:{p['pmid']}" for p in relevant)
+    by_guid = {e.id: e for e in main.entries}
+    for p in relevant:
+        entry = by_guid[f"pubmed:{p['pmid']}"]
+        assert entry.title == p["title"]
+        assert entry.link == f"https://pubmed.ncbi.nlm.nih.gov/{p['pmid']}/"
+        assert dt.datetime(*entry.published_parsed[:6], tzinfo=dt.timezone.utc) == dt.datetime.fromisoformat(
+            p["first_seen_at"])
+        terms = {t.term for t in entry.tags}
+        assert set(p["conditions"]) | set(p["interventions"]) | set(p["designs"]) == terms
+        assert p["abstract"][0]["text"][:60] in html.unescape(entry.content[0].value)
+        assert "Why tagged:" in entry.summary
+
+    # Every topic feed holds exactly the relevant papers with that tag (or pair, or query).
+    conditions = {c for p in relevant for c in p["conditions"]}
+    interventions = {i for p in relevant for i in p["interventions"]}
+    assert conditions and interventions
+    for c in conditions:
+        assert sorted(guids(fw.parse(f"{c}.xml"))) == sorted(
+            f"pubmed:{p['pmid']}" for p in relevant if c in p["conditions"])
+    for i in interventions:
+        assert sorted(guids(fw.parse(f"{i}.xml"))) == sorted(
+            f"pubmed:{p['pmid']}" for p in relevant if i in p["interventions"])
+    pairs = {(c, i) for p in relevant for c in p["conditions"] for i in p["interventions"]}
+    for c, i in pairs:
+        assert sorted(guids(fw.parse(f"{c}/{i}.xml"))) == sorted(
+            f"pubmed:{p['pmid']}" for p in relevant if c in p["conditions"] and i in p["interventions"])
+    for q in fw.queries:
+        assert sorted(guids(fw.parse(f"query/{q.name}.xml"))) == sorted(
+            f"pubmed:{p['pmid']}" for p in relevant if q.name in {x["name"] for x in p["queries"]})
+    # No feed for a pair or tag without papers.
+    assert not (fw.out / "vitiligo" / "zinc.xml").exists() or ("vitiligo", "zinc") in pairs
+
+    opml = etree.parse(str(fw.out / "feeds.opml"))
+    urls = {o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")}
+    assert urls == {f"http://127.0.0.1:8080/{f}" for f in files if not f.startswith("archive/")}
+    index = (fw.out / "index.html").read_text(encoding="utf-8")
+    assert 'href="main.xml"' in index and f">{len(relevant)}</td>" in index
+
+
+def test_feed_generation_is_idempotent_and_deterministic(fw: FeedWorld, tmp_path: Path) -> None:
+    assert fw.monitor("run", key=True).returncode == 0
+    before = {p: p.read_bytes() for p in fw.out.rglob("*") if p.is_file()}
+    again = fw.monitor("feed")
+    assert again.returncode == 0, again.stderr
+    assert "0 rendered, 0 files written, 0 removed" in again.stdout
+    assert {p: p.read_bytes() for p in fw.out.rglob("*") if p.is_file()} == before
+    elsewhere = tmp_path / "copy"
+    assert fw.monitor("feed", "--out", str(elsewhere)).returncode == 0
+    for path, data in before.items():
+        assert (elsewhere / path.relative_to(fw.out)).read_bytes() == data, path
+
+
+def retract(standin: StandIn, pmid: str) -> None:
+    xml = standin.record_xml(pmid).decode()
+    correction = ('<CommentsCorrections RefType="RetractionIn"><RefSource>J Test. 2026;1:1</RefSource>'
+                  '<PMID Version="1">99999999</PMID></CommentsCorrections>')
+    if "<CommentsCorrectionsList>" in xml:
+        xml = xml.replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + correction, 1)
+    else:
+        xml = xml.replace("</MedlineCitation>",
+                          f"<CommentsCorrectionsList>{correction}</CommentsCorrectionsList></MedlineCitation>", 1)
+    standin.revise(pmid, xml.encode())
+
+
+def test_retracting_a_delivered_paper_adds_one_status_item_and_no_duplicate(fw: FeedWorld) -> None:
+    assert fw.monitor("run", key=True).returncode == 0
+    target = fw.relevant()[0]
+    fw.standin.today = TODAY + dt.timedelta(days=1)
+    retract(fw.standin, target["pmid"])
+    later = "2026-11-23T03:00:00+00:00"
+    result = fw.monitor("run", key=True, now=later)
+    assert result.returncode == 0, result.stderr
+    main = fw.parse("main.xml")
+    ids = guids(main)
+    original = f"pubmed:{target['pmid']}"
+    status = [e for e in main.entries if e.id.startswith(original + ":")]
+    assert ids.count(original) == 1 and len(status) == 1
+    (item,) = status
+    assert item.id == f"{original}:retraction:99999999"
+    assert item.title == f"[Retracted] {target['title']}"
+    assert item.link == "https://pubmed.ncbi.nlm.nih.gov/99999999/"
+    assert dt.datetime(*item.published_parsed[:6], tzinfo=dt.timezone.utc) == dt.datetime.fromisoformat(later)
+    assert {t.term for t in item.tags} == {"status_change", "retraction"}
+    assert ids[0] == item.id  # newest first
+    for c in target["conditions"]:  # topic feeds carry it too
+        topic = guids(fw.parse(f"{c}.xml"))
+        assert topic.count(original) == 1 and topic.count(item.id) == 1
+    assert fw.monitor("run", key=True, now="2026-11-24T03:00:00+00:00").returncode == 0
+    assert guids(fw.parse("main.xml")) == ids  # nothing new: no second status item
+
+
+def test_archives_page_old_items_with_rfc5005_links(tmp_path: Path, run_monitor) -> None:
+    with StandIn(today=TODAY) as standin:
+        fw = FeedWorld(standin, tmp_path, run_monitor, limit=3)
+        assert fw.monitor("run", key=True).returncode == 0
+        relevant = fw.relevant()
+        assert len(relevant) >= 7
+        main = fw.parse("main.xml")
+        assert len(main.entries) == 3
+        pages = sorted((fw.out / "archive" / "main").glob("*.xml"), key=lambda p: int(p.stem))
+        assert [p.stem for p in pages] == [str(n) for n in range(1, len(relevant) // 3 + 1)]
+        seen = set(guids(main))
+        for n, page in enumerate(pages, 1):
+            parsed = feedparser.parse(page.read_bytes())
+            assert parsed.bozo == 0 and len(parsed.entries) == 3
+            seen |= set(guids(parsed))
+            doc = etree.parse(str(page))
+            assert doc.find(f".//{{{HISTORY_NS}}}archive") is not None
+            rels = {ln.get("rel"): ln.get("href") for ln in doc.iter(f"{{{ATOM_NS}}}link")}
+            assert rels["current"] == "http://127.0.0.1:8080/main.xml"
+            assert rels.get("prev-archive") == (f"http://127.0.0.1:8080/archive/main/{n - 1}.xml" if n > 1 else None)
+        assert seen == {f"pubmed:{p['pmid']}" for p in relevant}  # a reader can backfill everything
+        sub = etree.parse(str(fw.out / "main.xml"))
+        rels = {ln.get("rel"): ln.get("href") for ln in sub.iter(f"{{{ATOM_NS}}}link")}
+        assert rels["prev-archive"] == f"http://127.0.0.1:8080/archive/main/{len(pages)}.xml"
+        assert sub.find(f".//{{{HISTORY_NS}}}archive") is None
+
+
+def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
+    from monitor.config import load_config
+    from monitor.feeds import publish
+    from monitor.store import Storage
+    from monitor.tagging import load_taxonomy
+    from monitor.types import AbstractSection, Article, TagEvidence, Tagging
+    from tests.conftest import SHIPPED_CONFIG
+
+    config = load_config(SHIPPED_CONFIG, env={})
+    taxonomy = load_taxonomy(config.tagging.taxonomy)
+    hostile = "<script>alert('x')</script> & <i>Lactobacillus</i> in psoriasis\x07 \x00]]>"
+    article = Article(pmid="31000001", title=hostile,
+                      abstract=(AbstractSection("Results <b>bold</b> & ]]> end\x0b.", "RESULTS", "RESULTS"),))
+    tagging = Tagging(conditions=("psoriasis",), interventions=("probiotics",), gut_skin_relevant=True,
+                      relevance=0.9, taxonomy_version="t",
+                      evidence=(TagEvidence("psoriasis", "condition", "title", "psoriasis<", 3.0),))
+    now = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    with Storage.open(f"sqlite:///{tmp_path}/h.sqlite3") as store:
+        store.store_batch([article], query="q", now=now, tagger=lambda paper: tagging)
+        publish(store, taxonomy, config.feeds, now, out=tmp_path / "out")
+    raw = (tmp_path / "out" / "main.xml").read_bytes()
+    etree.fromstring(raw)  # well-formed
+    assert b"<script>" not in raw and b"\x07" not in raw and b"\x00" not in raw
+    (entry,) = feedparser.parse(raw).entries
+    assert entry.title == hostile.replace("\x07", "").replace("\x00", "")  # the text, as written
+    content = entry.content[0].value
+    assert "<b>" not in content and "Results &lt;b&gt;bold&lt;/b&gt; &amp; ]]&gt; end." in content
+    assert "“psoriasis&lt;”" in content
+    assert feedparser.parse(raw).bozo == 0
+
+
+@pytest.fixture
+def served(fw: FeedWorld) -> Iterator[tuple[FeedWorld, str, subprocess.Popen]]:
+    assert fw.monitor("run", key=True).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
+    env.update({"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": f"sqlite:///{fw.db}", "MONITOR_NOW": NOW})
+    proc = subprocess.Popen([monitor_executable(), "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=fw.tmp)
+    url = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and url is None:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        url = m.group(1) if m else None
+    assert url, proc.stderr.read() if proc.poll() is not None else "no URL printed"
+    try:
+        yield fw, url, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def get(url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET"):
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request(method, path, headers=headers or {})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp, body
+
+
+def test_serve_validators_gzip_health_and_live_updates(served) -> None:
+    fw, url, proc = served
+    resp, body = get(url, "/main.xml")
+    assert resp.status == 200 and resp.getheader("Content-Type") == "application/rss+xml; charset=utf-8"
+    assert body == (fw.out / "main.xml").read_bytes()
+    etag, modified = resp.getheader("ETag"), resp.getheader("Last-Modified")
+    assert etag and modified
+    assert get(url, "/main.xml", {"If-None-Match": etag})[0].status == 304
+    assert get(url, "/main.xml", {"If-Modified-Since": modified})[0].status == 304
+    assert get(url, "/main.xml", {"If-None-Match": '"other"'})[0].status == 200
+    resp, zipped = get(url, "/main.xml", {"Accept-Encoding": "gzip"})
+    assert resp.getheader("Content-Encoding") == "gzip" and gzip.decompress(zipped) == body
+    assert resp.getheader("ETag") != etag  # a different representation, a different validator
+    assert get(url, "/")[1] == (fw.out / "index.html").read_bytes()
+    assert get(url, "/feeds.opml")[0].getheader("Content-Type") == "text/x-opml; charset=utf-8"
+    resp, health = get(url, "/healthz")
+    assert resp.status == 200 and json.loads(health)["status"] == "ok"
+    for bad in ("/../queries.toml", "/.monitor-feeds.json", "/nope.xml", "/%2e%2e/queries.toml"):
+        assert get(url, bad)[0].status == 404, bad
+    assert get(url, "/main.xml", method="POST")[0].status == 405
+    assert get(url, "/main.xml", method="HEAD")[1] == b""
+
+    # While it runs, a new relevant record arrives and `monitor run` writes it: served at once.
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    row = next(r for r in rows[12:] if r["gut_skin_relevant"])
+    newcomer = fw.all_ids[20]  # stored by the first run, not relevant; now revised into a gut–skin paper
+    fw.standin.today = TODAY + dt.timedelta(days=1)
+    dress(fw.standin, newcomer, row, mdat=TODAY + dt.timedelta(days=1))
+    assert fw.monitor("run", key=True, now="2026-11-23T03:00:00+00:00").returncode == 0
+    assert newcomer in {p["pmid"] for p in fw.relevant()}
+    resp, body2 = get(url, "/main.xml", {"If-None-Match": etag})
+    assert resp.status == 200 and f"pubmed:{newcomer}".encode() in body2 and resp.getheader("ETag") != etag
+
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - began < 5
+
+
+def newsboat(home: Path, urls: list[str]) -> list[tuple[str, str, str]]:
+    """Subscribe newsboat to ``urls`` (its own cache in ``home``), reload, and read back (feed, guid, title)."""
+    exe = shutil.which("newsboat")
+    if exe is None:
+        pytest.fail("newsboat is not installed (.ci/run installs it: apt-get install newsboat)")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "urls").write_text("\n".join(urls) + "\n", encoding="utf-8")
+    (home / "config").write_text("", encoding="utf-8")
+    cache = home / "cache.db"
+    env = {**os.environ, "HOME": str(home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    done = subprocess.run([exe, "-u", str(home / "urls"), "-c", str(cache), "-C", str(home / "config"),
+                           "-x", "reload"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(cache) as db:
+        return sorted(db.execute("SELECT feedurl, guid, title FROM rss_item"))
+
+
+def test_newsboat_subscribes_to_the_main_and_a_condition_feed(served, tmp_path: Path) -> None:
+    fw, url, proc = served
+    relevant = fw.relevant()
+    condition = sorted({c for p in relevant for c in p["conditions"]})[0]
+    main_url, topic_url = url + "main.xml", url + f"{condition}.xml"
+    main = newsboat(tmp_path / "main", [main_url])
+    assert {title for _, _, title in main} == {p["title"] for p in relevant}
+    topic = newsboat(tmp_path / "topic", [topic_url])
+    assert {title for _, _, title in topic} == {p["title"] for p in relevant if condition in p["conditions"]}
+    # Subscribed to both, newsboat keeps each paper once (the guid is the paper), and a reload adds nothing.
+    both = newsboat(tmp_path / "both", [main_url, topic_url])
+    assert sorted(title for _, _, title in both) == sorted(p["title"] for p in relevant)
+    assert newsboat(tmp_path / "both", [main_url, topic_url]) == both
+
+
+def test_feed_and_serve_errors_are_one_line(fw: FeedWorld, tmp_path: Path) -> None:
+    assert fw.monitor("run", key=True).returncode == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = fw.monitor("feed", "--out", str(blocker / "sub"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("monitor: error: cannot write feeds to") and result.stderr.count("\n") == 1
+    result = fw.monitor("serve", "--port", "70000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    text = fw.config.read_text(encoding="utf-8").replace("\nlimit = 100 ", "\nlimit = 0 ")
+    fw.config.write_text(text, encoding="utf-8")
+    result = fw.monitor("feed")
+    assert result.returncode == 2
+    assert "feeds.limit: must be between 1 and 10000, not 0" in result.stderr
