@@ -52,6 +52,28 @@ class TaggingConfig:
     taxonomy: Path  # absolute: resolved against the config file's folder
 
 
+SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    """The weekly digest email (``[digest]``). The SMTP password only ever comes from
+    ``MONITOR_SMTP_PASSWORD``."""
+
+    sender: str  # the ``from`` key
+    recipients: tuple[str, ...]  # the ``to`` key
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    security: str = "starttls"  # starttls | tls (implicit, "SMTPS") | none
+    smtp_user: str | None = None
+    smtp_password: str | None = None  # only ever from MONITOR_SMTP_PASSWORD
+    subject_prefix: str = "[gut-skin monitor]"
+    interval_days: int = 7
+    first_days: int = 7
+    max_papers: int = 150
+    timeout: float = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     name: str
@@ -68,6 +90,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     tagging: TaggingConfig = field(default_factory=lambda: TaggingConfig(Path("taxonomy.toml")))
     lookback_days: int = 30
+    digest: DigestConfig | None = None  # None: no [digest] table
 
     def query(self, name: str) -> Query:
         for q in self.queries:
@@ -162,6 +185,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     entrez = _entrez(_Reader(top.get("entrez", dict, {}), "entrez", file), env)
     storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
     tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
+    raw_digest = top.get("digest", dict)
+    digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), env)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -179,7 +204,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
         seen[q.name] = i
         queries.append(q)
     return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
-                  lookback_days=lookback)
+                  lookback_days=lookback, digest=digest)
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
@@ -226,6 +251,64 @@ def _tagging(r: _Reader, path: Path) -> TaggingConfig:
     name = r.text("taxonomy", "taxonomy.toml") or "taxonomy.toml"
     r.done()
     return TaggingConfig(taxonomy=(path.resolve().parent / name))
+
+
+def _digest(r: _Reader, env: Mapping[str, str]) -> DigestConfig:
+    """``[digest]``: where and how the weekly email goes. Addresses and the subject prefix end up in mail
+    headers, so line breaks are refused here rather than trusted to be escaped later."""
+    if "smtp_password" in r.table or "password" in r.table:
+        r.fail("smtp_password" if "smtp_password" in r.table else "password",
+               "secrets are not read from the file: set MONITOR_SMTP_PASSWORD in the environment")
+    sender = r.text("from", required=True) or ""
+    raw_to = r.get("to", (list, str), required=True)
+    to_list = [raw_to] if isinstance(raw_to, str) else list(raw_to)
+    if not to_list:
+        r.fail("to", "must list at least one address")
+    recipients: list[str] = []
+    for i, item in enumerate(to_list):
+        where = f"to[{i}]" if isinstance(raw_to, list) else "to"
+        if not isinstance(item, str):
+            r.fail(where, f"must be a string, not {_toml_type(item)}")
+        recipients.append(_address(r, where, item))
+    security = r.text("security", "starttls") or "starttls"
+    if security not in SECURITY_PORTS:
+        r.fail("security", f"must be one of starttls, tls, none, not {security!r}")
+    host = (r.text("smtp_host", "localhost") or "").strip()
+    if not host or any(c.isspace() for c in host):
+        r.fail("smtp_host", f"must be a host name, not {host!r}")
+    user = r.text("smtp_user", "") or None
+    prefix = r.text("subject_prefix", "[gut-skin monitor]") or ""
+    if any(c in prefix for c in "\r\n\x00"):
+        r.fail("subject_prefix", "must be one line (no line breaks)")
+    cfg = DigestConfig(
+        sender=_address(r, "from", sender),
+        recipients=tuple(dict.fromkeys(recipients)),
+        smtp_host=host,
+        smtp_port=r.number("smtp_port", int, SECURITY_PORTS[security], 1, 65535),
+        security=security,
+        smtp_user=user,
+        smtp_password=env.get("MONITOR_SMTP_PASSWORD") or None,
+        subject_prefix=" ".join(prefix.split()),
+        interval_days=r.number("interval_days", int, 7, 1, 366),
+        first_days=r.number("first_days", int, 7, 1, 3650),
+        max_papers=r.number("max_papers", int, 150, 1, 10000),
+        timeout=r.number("timeout", float, 60.0, 0.1, 3600),
+    )
+    r.done()
+    return cfg
+
+
+def _address(r: _Reader, key: str, value: str) -> str:
+    """One mailbox, ``user@example.org`` or ``Name <user@example.org>``; nothing that could break a header."""
+    from email.utils import parseaddr
+
+    text = value.strip()
+    if any(c in text for c in "\r\n\x00,;"):
+        r.fail(key, f"must be one address (no line breaks, commas or semicolons): {value!r}")
+    _, addr = parseaddr(text)
+    if not addr or not EMAIL_RE.match(addr):
+        r.fail(key, f"not an email address: {value!r}")
+    return text
 
 
 def absolute_sqlite_url(url: str, base: Path) -> str:
