@@ -415,6 +415,9 @@ def subject(digest: Digest, prefix: str) -> str:
     return one_line(f"{prefix} {what}, {start:%-d %b %Y} to {end:%-d %b %Y}{preview}")
 
 
+_HEADER_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
 def message(digest: Digest, cfg: DigestConfig) -> EmailMessage:
     """The email: plain text and HTML as multipart/alternative (text first, so clients prefer HTML).
 
@@ -429,6 +432,11 @@ def message(digest: Digest, cfg: DigestConfig) -> EmailMessage:
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(render_text(digest), subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(render_html(digest), subtype="html", charset="utf-8", cte="quoted-printable")
+    # The bodies are encoded above (quoted-printable, 76-column lines). For the headers, the email package's
+    # 78-column folding puts a subject that starts with "[" on a continuation line, which its own parser then
+    # reads back with a leading space; RFC 5322 allows 998 columns, so headers are not folded.
+    for part in msg.walk():
+        part.policy = _HEADER_POLICY
     return msg
 
 
