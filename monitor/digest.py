@@ -33,7 +33,7 @@ from .clock import Clock
 from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
 from .store import RunSummary, StatusEvent, Storage, StoredPaper
-from .types import Article
+from .types import Article, QueryReport
 
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
 # Status changes worth an email: the reader may already cite the paper.
@@ -214,17 +214,16 @@ def build(papers: Iterable[StoredPaper], events: Iterable[StatusEvent], runs: It
         assert p.tagging is not None
         conditions.update(p.tagging.conditions)
         interventions.update(p.tagging.interventions)
-    events = list(events)
-    runs = list(runs)
+    event_list, run_list = list(events), list(runs)
     return Digest(
         period=period, created_at=now, groups=_group(listed, vocabulary),
         relevant=tuple(p.article.pmid for p in listed), overflow=tuple(p.article.pmid for p in over),
         not_relevant=tuple(sorted(not_relevant, key=int)),
         condition_counts=_ordered_counts(conditions, vocabulary.conditions, vocabulary),
         intervention_counts=_ordered_counts(interventions, vocabulary.interventions, vocabulary),
-        status_changes=tuple(_status_change(e) for e in events), event_ids=tuple(e.id for e in events),
-        coverage=_coverage(runs, queries), runs=len(runs),
-        runs_failed=sum(1 for r in runs if r.status != "ok"), preview=preview,
+        status_changes=tuple(_status_change(e) for e in event_list), event_ids=tuple(e.id for e in event_list),
+        coverage=_coverage(run_list, queries), runs=len(run_list),
+        runs_failed=sum(1 for r in run_list if r.status != "ok"), preview=preview,
     )
 
 
@@ -292,7 +291,7 @@ def _status_change(e: StatusEvent) -> StatusChange:
 
 
 def _coverage(runs: list[RunSummary], queries: Sequence[str]) -> tuple[QueryCoverage, ...]:
-    per: dict[str, list] = {q: [] for q in queries}
+    per: dict[str, list[QueryReport]] = {q: [] for q in queries}
     for r in runs:
         for q in r.queries:
             per.setdefault(q.name, []).append(q)
