@@ -734,11 +734,13 @@ class Storage:
     # A paper or event is "delivered" once it belongs to a digest whose status is ``sent``; pending and
     # failed digests deliver nothing, so their papers come back in the next digest.
 
-    def _sent_pmids(self, section: str | None = None) -> sa.Select[Any]:
+    def _sent_pmids(self, *, listed_only: bool = False) -> sa.Select[Any]:
+        """PMIDs delivered in sent digests; ``listed_only``: as relevant papers (listed, or linked over the
+        ``max_papers`` cap), not merely counted as not relevant."""
         q = (sa.select(digest_papers.c.pmid)
              .select_from(digest_papers.join(digests, digests.c.id == digest_papers.c.digest_id))
              .where(digests.c.status == "sent"))
-        return q if section is None else q.where(digest_papers.c.section == section)
+        return q.where(digest_papers.c.section != "not_relevant") if listed_only else q
 
     def last_sent_digest(self) -> DigestRecord | None:
         """The most recent digest that was sent (by the end of the period it covered)."""
@@ -793,14 +795,14 @@ class Storage:
 
     def status_events_of_delivered(self, since: dt.datetime, until: dt.datetime, kinds: Iterable[str], *,
                                    undelivered_only: bool = True) -> list[StatusEvent]:
-        """Events of ``kinds`` in ``[since, until]`` on papers already delivered as relevant in a sent
-        digest, oldest first; by default without events already delivered themselves."""
+        """Events of ``kinds`` in ``[since, until]`` on papers already delivered as relevant (listed or
+        linked over the cap) in a sent digest, oldest first; by default without events already delivered themselves."""
         with self._tx("reading status changes") as conn:
             q = (sa.select(paper_events, papers.c.title, papers.c.doi)
                  .select_from(paper_events.join(papers, papers.c.pmid == paper_events.c.pmid))
                  .where(paper_events.c.kind.in_(list(kinds)), paper_events.c.at >= _utc(since),
                         paper_events.c.at <= _utc(until),
-                        paper_events.c.pmid.in_(self._sent_pmids("relevant")))
+                        paper_events.c.pmid.in_(self._sent_pmids(listed_only=True)))
                  .order_by(paper_events.c.at, paper_events.c.id))
             if undelivered_only:
                 sent_events = (sa.select(digest_events.c.event_id)
