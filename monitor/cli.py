@@ -344,6 +344,68 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     click.echo("stopped")
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True,
+              help="Build the digest that is due and write it (--out, else standard output) without sending it "
+                   "or marking anything sent.")
+@click.option("--out", metavar="FILE.eml", help="With --dry-run or --since: write the message here (atomically).")
+@click.option("--since", metavar="YYYY-MM-DD",
+              help="Preview every paper first found since this date, sent before or not (implies --dry-run).")
+@click.option("--force", is_flag=True, help="Send now even if the last digest was sent less than interval_days ago.")
+@click.pass_obj
+@handle_errors
+def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: bool) -> None:
+    """Build and send the weekly digest email of new papers (if one is due)."""
+    from . import digest as digests
+
+    start = parse_date(since, "--since")
+    if start and start > app.clock.now().date():
+        raise UsageError(f"--since: {start} is in the future")
+    preview = dry_run or start is not None
+    if out and not preview:
+        raise UsageError("--out: only with --dry-run or --since (a sent digest is not written to a file)")
+    if force and preview:
+        raise UsageError("--force: only when sending (not with --dry-run or --since)")
+    config = app.config
+    cfg = digests.require(config)
+    vocabulary = digests.Vocabulary.from_taxonomy(app.taxonomy)
+    if preview:
+        if start is not None:
+            built, message = digests.preview(config, app.store, app.clock, vocabulary, start)
+        else:
+            built, message = digests.build_due(config, app.store, app.clock, vocabulary)
+        data = bytes(message)
+        if out is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            with atomic_write(Path(out)) as fh:
+                fh.write(data.decode("ascii"))
+        click.echo(f"{'wrote' if out else 'printed'} the digest{' to ' + out if out else ''}: "
+                   f"{_digest_counts(built)}; nothing was sent or marked sent", err=True)
+        return
+    mailer = digests.SmtpMailer(cfg)
+    report = digests.send_due(config, app.store, app.clock, mailer, vocabulary, force=force)
+    if report.status == "not_due":
+        assert report.last_sent is not None and report.next_due is not None
+        click.echo(f"no digest due: the last one (up to {report.last_sent:%Y-%m-%d %H:%M} UTC) was sent; the next is "
+                   f"due from {report.next_due:%Y-%m-%d %H:%M} UTC (--force sends one now)")
+        return
+    assert report.digest is not None
+    click.echo(f"sent digest #{report.digest_id} to {len(report.recipients) - len(report.refused)} of "
+               f"{len(report.recipients)} recipients: {_digest_counts(report.digest)}")
+    if report.refused:
+        click.echo(f"monitor: warning: the SMTP server refused {', '.join(report.refused)}; check digest.to",
+                   err=True)
+
+
+def _digest_counts(d: Any) -> str:
+    start, end = (x.date() for x in d.period)
+    return (f"{d.new_count} new relevant papers ({len(d.overflow)} of them only linked), "
+            f"{len(d.not_relevant)} judged not relevant, {len(d.status_changes)} status changes, "
+            f"{start} to {end}")
+
+
 # ------------------------------------------------------------------ progress
 
 

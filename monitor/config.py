@@ -62,6 +62,26 @@ class FeedsConfig:
     base_url: str = DEFAULT_FEEDS_URL  # where readers reach the feeds (ends with /)
     limit: int = 100  # items per feed document; older items go to RFC 5005 archive pages
     title: str = DEFAULT_FEEDS_TITLE
+SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    """The weekly digest email (``[digest]``). The SMTP password only ever comes from
+    ``MONITOR_SMTP_PASSWORD``."""
+
+    sender: str  # the ``from`` key
+    recipients: tuple[str, ...]  # the ``to`` key
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    security: str = "starttls"  # starttls | tls (implicit, "SMTPS") | none
+    smtp_user: str | None = None
+    smtp_password: str | None = None  # only ever from MONITOR_SMTP_PASSWORD
+    subject_prefix: str = "[gut-skin monitor]"
+    interval_days: int = 7
+    first_days: int = 7
+    max_papers: int = 150
+    timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,7 @@ class Config:
     tagging: TaggingConfig = field(default_factory=lambda: TaggingConfig(Path("taxonomy.toml")))
     lookback_days: int = 30
     feeds: FeedsConfig = field(default_factory=lambda: FeedsConfig(Path("feeds")))
+    digest: DigestConfig | None = None  # None: no [digest] table
 
     def query(self, name: str) -> Query:
         for q in self.queries:
@@ -176,6 +197,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
     tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
     feeds = _feeds(_Reader(top.get("feeds", dict, {}), "feeds", file), path, env)
+    raw_digest = top.get("digest", dict)
+    digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), env)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -193,7 +216,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
         seen[q.name] = i
         queries.append(q)
     return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
-                  lookback_days=lookback, feeds=feeds)
+                  lookback_days=lookback, feeds=feeds, digest=digest)
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
@@ -257,6 +280,62 @@ def _feeds(r: _Reader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
         r.fail("title", "must be a non-empty string")
     return FeedsConfig(out=path.resolve().parent / out, base_url=base_url.rstrip("/") + "/", limit=limit,
                        title=(title or "").strip())
+def _digest(r: _Reader, env: Mapping[str, str]) -> DigestConfig:
+    """``[digest]``: where and how the weekly email goes. Addresses and the subject prefix end up in mail
+    headers, so line breaks are refused here rather than trusted to be escaped later."""
+    if "smtp_password" in r.table or "password" in r.table:
+        r.fail("smtp_password" if "smtp_password" in r.table else "password",
+               "secrets are not read from the file: set MONITOR_SMTP_PASSWORD in the environment")
+    sender = r.text("from", required=True) or ""
+    raw_to = r.get("to", (list, str), required=True)
+    to_list = [raw_to] if isinstance(raw_to, str) else list(raw_to)
+    if not to_list:
+        r.fail("to", "must list at least one address")
+    recipients: list[str] = []
+    for i, item in enumerate(to_list):
+        where = f"to[{i}]" if isinstance(raw_to, list) else "to"
+        if not isinstance(item, str):
+            r.fail(where, f"must be a string, not {_toml_type(item)}")
+        recipients.append(_address(r, where, item))
+    security = r.text("security", "starttls") or "starttls"
+    if security not in SECURITY_PORTS:
+        r.fail("security", f"must be one of starttls, tls, none, not {security!r}")
+    host = (r.text("smtp_host", "localhost") or "").strip()
+    if not host or any(c.isspace() for c in host):
+        r.fail("smtp_host", f"must be a host name, not {host!r}")
+    user = r.text("smtp_user", "") or None
+    prefix = r.text("subject_prefix", "[gut-skin monitor]") or ""
+    if any(c in prefix for c in "\r\n\x00"):
+        r.fail("subject_prefix", "must be one line (no line breaks)")
+    cfg = DigestConfig(
+        sender=_address(r, "from", sender),
+        recipients=tuple(dict.fromkeys(recipients)),
+        smtp_host=host,
+        smtp_port=r.number("smtp_port", int, SECURITY_PORTS[security], 1, 65535),
+        security=security,
+        smtp_user=user,
+        smtp_password=env.get("MONITOR_SMTP_PASSWORD") or None,
+        subject_prefix=" ".join(prefix.split()),
+        interval_days=r.number("interval_days", int, 7, 1, 366),
+        first_days=r.number("first_days", int, 7, 1, 3650),
+        max_papers=r.number("max_papers", int, 150, 1, 10000),
+        timeout=r.number("timeout", float, 60.0, 0.1, 3600),
+    )
+    r.done()
+    return cfg
+
+
+def _address(r: _Reader, key: str, value: str) -> str:
+    """One mailbox, ``user@example.org`` or ``Name <user@example.org>``; nothing that could break a header."""
+    from email.utils import parseaddr
+
+    text = value.strip()
+    if any(c in text for c in "\r\n\x00,;"):
+        r.fail(key, f"must be one address (no line breaks, commas or semicolons): {value!r}")
+    _, addr = parseaddr(text)
+    if not addr or not EMAIL_RE.match(addr):
+        r.fail(key, f"not an email address: {value!r}")
+    return text
 
 
 def absolute_sqlite_url(url: str, base: Path) -> str:

@@ -148,6 +148,42 @@ run_queries = sa.Table(
     sa.Column("message", sa.Text),
 )
 
+# The digest log (migration 0004). One row per digest built for sending; ``status`` is pending (being sent,
+# or the process died while sending), sent or failed. A paper or event counts as delivered once it is in a
+# digest whose status is ``sent``: that is what makes "every new paper exactly once" survive failed sends.
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending | sent | failed
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
+    sa.Column("message_id", sa.String(255)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_digests_status", "status", "period_end"),
+)
+
+digest_papers = sa.Table(
+    "digest_papers",
+    metadata,
+    sa.Column("digest_id", sa.Integer, sa.ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pmid", sa.BigInteger, sa.ForeignKey("papers.pmid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("section", sa.String(20), nullable=False),  # relevant | not_relevant
+    sa.Index("ix_digest_papers_pmid", "pmid"),
+)
+
+digest_events = sa.Table(
+    "digest_events",
+    metadata,
+    sa.Column("digest_id", sa.Integer, sa.ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("paper_events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_digest_events_event", "event_id"),
+)
+
 # Correction RefTypes that become a status-change event when they first appear on a stored paper.
 EVENT_KINDS = {
     "RetractionIn": "retraction",
@@ -221,6 +257,39 @@ class RunSummary:
     finished_at: dt.datetime | None
     status: str
     queries: tuple[QueryReport, ...]
+
+
+# ---- digest log values (issue 5)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """One row of the digest log."""
+
+    id: int
+    created_at: dt.datetime
+    period_start: dt.datetime
+    period_end: dt.datetime
+    status: str  # pending | sent | failed
+    subject: str
+    recipients: tuple[str, ...]
+    message_id: str | None
+    finished_at: dt.datetime | None
+    error: str | None
+    papers: int  # papers recorded with it (listed or counted)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A status-change event (retraction, erratum …) of a stored paper, with what a reader needs to know."""
+
+    id: int
+    pmid: str
+    kind: str
+    at: dt.datetime
+    detail: dict[str, Any]
+    title: str
+    doi: str | None
 
 
 def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
@@ -741,6 +810,134 @@ class Storage:
                 updated=d.updated, deleted=d.deleted, skipped=d.skipped, message=d.message, seconds=d.seconds))
         return [RunSummary(r.id, _utc(r.started_at), _utc(r.finished_at) if r.finished_at else None, r.status,
                            tuple(by_run.get(r.id, ()))) for r in rows]
+
+    # ---------------------------------------------------------------- digest log (issue 5)
+    # A paper or event is "delivered" once it belongs to a digest whose status is ``sent``; pending and
+    # failed digests deliver nothing, so their papers come back in the next digest.
+
+    def _sent_pmids(self, *, listed_only: bool = False) -> sa.Select[Any]:
+        """PMIDs delivered in sent digests; ``listed_only``: as relevant papers (listed, or linked over the
+        ``max_papers`` cap), not merely counted as not relevant."""
+        q = (sa.select(digest_papers.c.pmid)
+             .select_from(digest_papers.join(digests, digests.c.id == digest_papers.c.digest_id))
+             .where(digests.c.status == "sent"))
+        return q.where(digest_papers.c.section != "not_relevant") if listed_only else q
+
+    def last_sent_digest(self) -> DigestRecord | None:
+        """The most recent digest that was sent (by the end of the period it covered)."""
+        log = self.digest_log(1, status="sent")
+        return log[0] if log else None
+
+    def digest_log(self, limit: int = 10, *, status: str | None = None) -> list[DigestRecord]:
+        """Newest first."""
+        with self._tx("reading the digest log") as conn:
+            counts = (sa.select(digest_papers.c.digest_id, sa.func.count().label("n"))
+                      .group_by(digest_papers.c.digest_id).subquery())
+            q = (sa.select(digests, sa.func.coalesce(counts.c.n, 0).label("n"))
+                 .select_from(digests.outerjoin(counts, counts.c.digest_id == digests.c.id))
+                 .order_by(digests.c.period_end.desc(), digests.c.id.desc()).limit(limit))
+            if status is not None:
+                q = q.where(digests.c.status == status)
+            rows = conn.execute(q).all()
+        return [DigestRecord(
+            id=r.id, created_at=_utc(r.created_at), period_start=_utc(r.period_start),
+            period_end=_utc(r.period_end), status=r.status, subject=r.subject,
+            recipients=tuple(json.loads(r.recipients)), message_id=r.message_id,
+            finished_at=_utc(r.finished_at) if r.finished_at else None, error=r.error, papers=int(r.n),
+        ) for r in rows]
+
+    def papers_first_found(self, since: dt.datetime, until: dt.datetime, *,
+                           undelivered_only: bool = True) -> list[StoredPaper]:
+        """Stored (not withdrawn) papers first found in ``[since, until]``, in PMID order; by default
+        without those already delivered in a sent digest."""
+        with self._tx("reading new papers") as conn:
+            q = (sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
+                 .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                 .where(papers.c.first_seen_at >= _utc(since), papers.c.first_seen_at <= _utc(until),
+                        papers.c.deleted.is_(False))
+                 .order_by(papers.c.pmid))
+            if undelivered_only:
+                q = q.where(papers.c.pmid.not_in(self._sent_pmids()))
+            rows = conn.execute(q).all()
+            links: dict[int, list[tuple[str, dt.datetime]]] = {}
+            ints = [r.pmid for r in rows]
+            for start in range(0, len(ints), _IN_CHUNK):
+                for link in conn.execute(
+                        sa.select(paper_queries).where(paper_queries.c.pmid.in_(ints[start:start + _IN_CHUNK]))
+                        .order_by(paper_queries.c.pmid, paper_queries.c.first_found_at,
+                                  paper_queries.c.query_name)):
+                    links.setdefault(link.pmid, []).append((link.query_name, _utc(link.first_found_at)))
+        return [StoredPaper(
+            article=Article.from_dict(orjson.loads(r.data)), deleted=bool(r.deleted),
+            first_seen_at=_utc(r.first_seen_at), updated_at=_utc(r.updated_at),
+            queries=tuple(links.get(r.pmid, ())),
+            tagging=stored_tagging(r.tagging, r.taxonomy_version) if r.tagging else None,
+        ) for r in rows]
+
+    def status_events_of_delivered(self, since: dt.datetime, until: dt.datetime, kinds: Iterable[str], *,
+                                   undelivered_only: bool = True) -> list[StatusEvent]:
+        """Events of ``kinds`` in ``[since, until]`` on papers already delivered as relevant (listed or
+        linked over the cap) in a sent digest, oldest first; by default without events already delivered themselves."""
+        with self._tx("reading status changes") as conn:
+            q = (sa.select(paper_events, papers.c.title, papers.c.doi)
+                 .select_from(paper_events.join(papers, papers.c.pmid == paper_events.c.pmid))
+                 .where(paper_events.c.kind.in_(list(kinds)), paper_events.c.at >= _utc(since),
+                        paper_events.c.at <= _utc(until),
+                        paper_events.c.pmid.in_(self._sent_pmids(listed_only=True)))
+                 .order_by(paper_events.c.at, paper_events.c.id))
+            if undelivered_only:
+                sent_events = (sa.select(digest_events.c.event_id)
+                               .select_from(digest_events.join(digests, digests.c.id == digest_events.c.digest_id))
+                               .where(digests.c.status == "sent"))
+                q = q.where(paper_events.c.id.not_in(sent_events))
+            rows = conn.execute(q).all()
+        return [StatusEvent(id=r.id, pmid=str(r.pmid), kind=r.kind, at=_utc(r.at),
+                            detail=json.loads(r.detail) if r.detail else {}, title=r.title, doi=r.doi)
+                for r in rows]
+
+    def runs_between(self, since: dt.datetime, until: dt.datetime) -> list[RunSummary]:
+        """Runs started in ``[since, until]``, oldest first, with their per-query outcomes."""
+        with self._tx("reading the run log") as conn:
+            rows = conn.execute(sa.select(runs).where(runs.c.started_at >= _utc(since),
+                                                      runs.c.started_at <= _utc(until))
+                                .order_by(runs.c.id)).all()
+            by_run: dict[int, list[QueryReport]] = {}
+            ids = [r.id for r in rows]
+            for start in range(0, len(ids), _IN_CHUNK):
+                for d in conn.execute(sa.select(run_queries)
+                                      .where(run_queries.c.run_id.in_(ids[start:start + _IN_CHUNK]))
+                                      .order_by(run_queries.c.query_name)):
+                    window = (d.window_start, d.window_end) if d.window_start and d.window_end else None
+                    by_run.setdefault(d.run_id, []).append(QueryReport(
+                        name=d.query_name, status=d.status, window=window, found=d.found, new=d.new,
+                        updated=d.updated, deleted=d.deleted, skipped=d.skipped, message=d.message,
+                        seconds=d.seconds))
+        return [RunSummary(r.id, _utc(r.started_at), _utc(r.finished_at) if r.finished_at else None, r.status,
+                           tuple(by_run.get(r.id, ()))) for r in rows]
+
+    def begin_digest(self, *, created_at: dt.datetime, period: tuple[dt.datetime, dt.datetime], subject: str,
+                     recipients: Sequence[str], message_id: str | None, papers_by_section: dict[str, str],
+                     event_ids: Iterable[int]) -> int:
+        """Log a digest about to be sent (status ``pending``) with the papers (pmid → section) and events it
+        carries, in one transaction; :meth:`finish_digest` records the outcome."""
+        with self._tx("logging a digest") as conn:
+            digest_id = int(conn.execute(digests.insert().values(
+                created_at=created_at, period_start=period[0], period_end=period[1], status="pending",
+                subject=subject, recipients=json.dumps(list(recipients)), message_id=message_id,
+            ).returning(digests.c.id)).scalar_one())
+            rows = [{"digest_id": digest_id, "pmid": int(p), "section": sec} for p, sec in papers_by_section.items()]
+            if rows:
+                conn.execute(digest_papers.insert(), rows)
+            events = [{"digest_id": digest_id, "event_id": int(e)} for e in dict.fromkeys(event_ids)]
+            if events:
+                conn.execute(digest_events.insert(), events)
+        return digest_id
+
+    def finish_digest(self, digest_id: int, status: str, at: dt.datetime, error: str | None = None) -> None:
+        """``sent`` or ``failed``."""
+        with self._tx("recording a digest's outcome") as conn:
+            conn.execute(digests.update().where(digests.c.id == digest_id)
+                         .values(status=status, finished_at=at, error=error))
 
 
 def _paper_row(article: Article, data: str, digest: str, now: dt.datetime) -> dict[str, Any]:

@@ -178,3 +178,64 @@ def test_typos_are_caught_even_when_the_environment_overrides_the_key(tmp_path: 
     text = GOOD.replace('email = "team@example.org"', 'email = "team@example.org"\nbase_url = 3')
     env = {"MONITOR_EUTILS_URL": "http://127.0.0.1:1/e", "NCBI_EMAIL": "a@b.org"}
     assert error_of(tmp_path, text, env=env) == "queries.toml: entrez.base_url: must be a string, not int 3"
+
+
+DIGEST = '\n[digest]\nfrom = "Monitor <monitor@example.org>"\nto = ["a@example.org", "Team B <b@example.org>"]\n'
+
+
+def test_digest_table_defaults_and_password_from_the_environment(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, GOOD), env={}).digest is None
+    cfg = load_config(write(tmp_path, GOOD + DIGEST), env={"MONITOR_SMTP_PASSWORD": "s3cret"}).digest
+    assert cfg is not None
+    assert (cfg.sender, cfg.recipients, cfg.smtp_host, cfg.smtp_port, cfg.security, cfg.smtp_password) == (
+        "Monitor <monitor@example.org>", ("a@example.org", "Team B <b@example.org>"), "localhost", 587, "starttls",
+        "s3cret")
+    tls = load_config(write(tmp_path, GOOD + DIGEST + 'security = "tls"\n'), env={}).digest
+    assert tls is not None and tls.smtp_port == 465 and tls.smtp_password is None
+    one = load_config(write(tmp_path, GOOD + DIGEST.replace('["a@example.org", "Team B <b@example.org>"]',
+                                                            '"a@example.org"')), env={}).digest
+    assert one is not None and one.recipients == ("a@example.org",)
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ('smtp_password = "x"\n', "digest.smtp_password: secrets are not read from the file: set MONITOR_SMTP_PASSWORD"),
+    ('security = "ssl"\n', "digest.security: must be one of starttls, tls, none, not 'ssl'"),
+    ("smtp_port = 0\n", "digest.smtp_port: must be between 1 and 65535, not 0"),
+    ('subject_prefix = """a\nBcc: x@example.org"""\n', "digest.subject_prefix: must be one line (no line breaks)"),
+    ("interval_days = 0\n", "digest.interval_days: must be between 1 and 366, not 0"),
+    ('smpt_host = "mail"\n', "digest.smpt_host: unknown key"),
+])
+def test_digest_mistakes_name_the_key(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + DIGEST + extra), env={})
+    assert str(err.value).startswith(f"queries.toml: {expected}")
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ('[digest]\nto = ["a@example.org"]\n', "digest.from: is required"),
+    ('[digest]\nfrom = "m@example.org"\n', "digest.to: is required"),
+    ('[digest]\nfrom = "m@example.org"\nto = []\n', "digest.to: must list at least one address"),
+    ('[digest]\nfrom = "nobody"\nto = ["a@example.org"]\n', "digest.from: not an email address: 'nobody'"),
+    ('[digest]\nfrom = "m@example.org"\nto = ["a@example.org", 3]\n', "digest.to[1]: must be a string, not int 3"),
+    ('[digest]\nfrom = "m@example.org"\nto = ["a@example.org\\r\\nBcc: x@example.org"]\n',
+     "digest.to[0]: must be one address (no line breaks, commas or semicolons)"),
+    ('[digest]\nfrom = "m@example.org"\nto = ["a@example.org, b@example.org"]\n',
+     "digest.to[0]: must be one address (no line breaks, commas or semicolons)"),
+])
+def test_digest_addresses_are_checked(tmp_path: Path, table: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, GOOD + "\n" + table), env={})
+    assert str(err.value).startswith(f"queries.toml: {expected}")
+
+
+def test_the_shipped_digest_example_loads_when_uncommented(tmp_path: Path) -> None:
+    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = lines.index("# [digest]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("# "):
+            break
+        block.append(line[2:])
+    digest = load_config(write(tmp_path, text + "\n" + "\n".join(block) + "\n"), env={}).digest
+    assert digest is not None and digest.smtp_host == "smtp.example.org" and len(digest.recipients) == 2
