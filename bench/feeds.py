@@ -26,7 +26,6 @@ import gzip
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _results import write_section  # noqa: E402
 from monitor import feeds, pubmed  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from monitor.store import Storage  # noqa: E402
@@ -136,13 +136,6 @@ def main() -> int:
     if args.results:
         write_section(args.results, "## Feeds (bench/feeds.py)", "\n".join(lines) + "\n")
     return 0
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _results import write_section  # noqa: E402
 from monitor import pubmed  # noqa: E402
 from monitor.store import Storage, decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
@@ -184,13 +185,6 @@ def main() -> int:
     if args.results:
         write_section(args.results, "## Retag (bench/retag.py)", "\n".join(lines) + "\n")
     return 0
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -260,6 +260,16 @@ def test_thirty_percent_faults_converge_to_the_fault_free_database(world: World,
     assert papers == world.export(db=reference)
 
 
+def with_retraction(xml: str) -> str:
+    """The record with a RetractionIn link to notice PMID 99999999 (as PubMed adds it on retraction)."""
+    correction = ('<CommentsCorrections RefType="RetractionIn"><RefSource>J Test. 2026;1:1</RefSource>'
+                  '<PMID Version="1">99999999</PMID></CommentsCorrections>')
+    if "<CommentsCorrectionsList>" in xml:
+        return xml.replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + correction, 1)
+    return xml.replace("</MedlineCitation>",
+                       f"<CommentsCorrectionsList>{correction}</CommentsCorrectionsList></MedlineCitation>", 1)
+
+
 def test_revision_retraction_and_deletion_reach_the_store(world: World) -> None:
     assert world.monitor("run", key=True).returncode == 0
     target, gone = world.all_ids[3], world.all_ids[4]
@@ -268,13 +278,7 @@ def test_revision_retraction_and_deletion_reach_the_store(world: World) -> None:
     assert version
     revised = xml.replace(f'<PMID Version="{version.group(1)}">{target}',
                           f'<PMID Version="{int(version.group(1)) + 1}">{target}', 1)
-    correction = ('<CommentsCorrections RefType="RetractionIn"><RefSource>J Test. 2026;1:1</RefSource>'
-                  '<PMID Version="1">99999999</PMID></CommentsCorrections>')
-    if "<CommentsCorrectionsList>" in revised:
-        revised = revised.replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + correction, 1)
-    else:
-        revised = revised.replace("</MedlineCitation>",
-                                  f"<CommentsCorrectionsList>{correction}</CommentsCorrectionsList></MedlineCitation>", 1)
+    revised = with_retraction(revised)
     world.standin.today = TODAY + dt.timedelta(days=1)
     world.standin.revise(target, revised.encode())
     world.standin.delete(gone)

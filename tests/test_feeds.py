@@ -30,7 +30,7 @@ from lxml import etree
 from tests.conftest import monitor_executable
 from tests.eutils_standin import StandIn
 from tests.tagging_data import LABELLED
-from tests.test_cycle_e2e import NOW, TODAY, World
+from tests.test_cycle_e2e import NOW, TODAY, World, with_retraction
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -158,15 +158,7 @@ def test_feed_generation_is_idempotent_and_deterministic(fw: FeedWorld, tmp_path
 
 
 def retract(standin: StandIn, pmid: str) -> None:
-    xml = standin.record_xml(pmid).decode()
-    correction = ('<CommentsCorrections RefType="RetractionIn"><RefSource>J Test. 2026;1:1</RefSource>'
-                  '<PMID Version="1">99999999</PMID></CommentsCorrections>')
-    if "<CommentsCorrectionsList>" in xml:
-        xml = xml.replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + correction, 1)
-    else:
-        xml = xml.replace("</MedlineCitation>",
-                          f"<CommentsCorrectionsList>{correction}</CommentsCorrectionsList></MedlineCitation>", 1)
-    standin.revise(pmid, xml.encode())
+    standin.revise(pmid, with_retraction(standin.record_xml(pmid).decode()).encode())
 
 
 def test_retracting_a_delivered_paper_adds_one_status_item_and_no_duplicate(fw: FeedWorld) -> None:
