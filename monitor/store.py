@@ -660,29 +660,42 @@ class Storage:
         raises :class:`~monitor.errors.SearchSyntaxError`."""
         if sort not in ("relevance", "date"):
             raise ValueError(f"unknown sort {sort!r}")
-        where = _filter_clauses(filters)
-        if not filters.include_deleted:
-            where.append(papers.c.deleted.is_(False))
         use_fts = text is not None and self._fts
+        order: list[Any]
         if use_fts:
             assert text is not None
+            # Ranked from the index alone where possible: withdrawn papers are never indexed, tag and query
+            # filters correlate with the index rowid, and `papers` (wide rows) is joined only when a filter
+            # or the date order reads one of its columns. On a million papers that join is most of the
+            # cost of a broad query.
+            pmid_col: Any = papers_fts.c.rowid
+            needs_papers = sort == "date" or _reads_papers(filters)
+            where = _filter_clauses(filters, pmid_col if not needs_papers else papers.c.pmid)
             score: Any = sa.func.bm25(sa.literal_column("papers_fts"), *BM25_WEIGHTS)
-            source: Any = papers_fts.join(papers, papers.c.pmid == papers_fts.c.rowid)
+            source: Any = papers_fts.join(papers, papers.c.pmid == papers_fts.c.rowid) if needs_papers else papers_fts
             where.append(sa.literal_column("papers_fts").op("MATCH")(text.fts5()))
-        elif text is not None:
-            title_hits = [sa.case((_like(papers.c.title, t), 1), else_=0) for t in _positive_terms(text)]
-            score = -sum(title_hits[1:], title_hits[0]) if title_hits else sa.literal(0)
-            source = papers
-            where.append(_like_expr(text))
+            if not needs_papers:
+                order = [score, pmid_col.desc()] if sort == "relevance" else []
+                pmid_out: Any = pmid_col
         else:
-            score = sa.literal(0)
+            where = _filter_clauses(filters)
+            if text is not None:
+                title_hits = [sa.case((_like(papers.c.title, t), 1), else_=0) for t in _positive_terms(text)]
+                score = -sum(title_hits[1:], title_hits[0]) if title_hits else sa.literal(0)
+                where.append(_like_expr(text))
+            else:
+                score = sa.literal(0)
             source = papers
-        order: list[Any]
-        if sort == "relevance" and text is not None:
-            order = [score, papers.c.pmid.desc()]
-        else:
-            order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
-        q = sa.select(papers.c.pmid, score.label("score")).select_from(source).where(*where).order_by(*order)
+            needs_papers = True
+        if needs_papers:
+            if not filters.include_deleted:
+                where.append(papers.c.deleted.is_(False))
+            pmid_out = papers.c.pmid
+            if sort == "relevance" and text is not None:
+                order = [score, papers.c.pmid.desc()]
+            else:
+                order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
+        q = sa.select(pmid_out.label("pmid"), score.label("score")).select_from(source).where(*where).order_by(*order)
         if limit is not None:
             q = q.limit(limit)
         with self._tx("searching papers") as conn:
@@ -805,6 +818,8 @@ papers_fts = sa.table("papers_fts", sa.column("rowid"), *(sa.column(c) for c in 
 # bm25 column weights, in SEARCH_COLUMNS order: a title hit counts most, the abstract least (it is long
 # and mentions everything in passing).
 BM25_WEIGHTS = (10.0, 1.0, 4.0, 3.0, 2.0)
+# Newest-first listings (`monitor search` without text, or --sort date) walk this instead of sorting.
+ix_papers_sort_date = sa.Index("ix_papers_sort_date", papers.c.sort_date)
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # never in PubMed text; formatters turn them into markup
 SNIPPET_TOKENS = 24
 
@@ -877,18 +892,25 @@ class SearchHit:
     snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE
 
 
-def _filter_clauses(f: PaperFilter) -> list[Any]:
+def _reads_papers(f: PaperFilter) -> bool:
+    """Whether a filter needs columns of ``papers`` (and not only the tag and link tables)."""
+    return bool(f.exclude_retracted or f.since or f.until)
+
+
+def _filter_clauses(f: PaperFilter, pmid: Any = None) -> list[Any]:
+    """WHERE clauses for ``f`` (deleted papers are the caller's business); ``pmid`` is the column the tag
+    and query filters correlate with (default ``papers.pmid``)."""
+    pmid = papers.c.pmid if pmid is None else pmid
     where: list[Any] = []
     for kind, tags in (("condition", f.conditions), ("intervention", f.interventions), ("design", f.designs)):
         if tags:
-            where.append(sa.exists().where(paper_tags.c.pmid == papers.c.pmid, paper_tags.c.kind == kind,
+            where.append(sa.exists().where(paper_tags.c.pmid == pmid, paper_tags.c.kind == kind,
                                            paper_tags.c.tag.in_(tags)))
     if f.relevant_only:
-        where.append(sa.exists().where(paper_tags.c.pmid == papers.c.pmid, paper_tags.c.kind == "relevance",
+        where.append(sa.exists().where(paper_tags.c.pmid == pmid, paper_tags.c.kind == "relevance",
                                        paper_tags.c.tag == "gut_skin_relevant"))
     if f.queries:
-        where.append(sa.exists().where(paper_queries.c.pmid == papers.c.pmid,
-                                       paper_queries.c.query_name.in_(f.queries)))
+        where.append(sa.exists().where(paper_queries.c.pmid == pmid, paper_queries.c.query_name.in_(f.queries)))
     if f.exclude_retracted:
         where.append(papers.c.retracted.is_(False))
     if f.date_field == "found":

@@ -1,4 +1,5 @@
-"""Full-text search: an SQLite FTS5 index over title, abstract, keywords, MeSH descriptors and authors.
+"""Full-text search: an SQLite FTS5 index over title, abstract, keywords, MeSH descriptors and authors,
+and an index on ``papers.sort_date`` for newest-first listings (both dialects).
 
 SQLite only (``papers_fts`` is a virtual table; on PostgreSQL ``Storage.search`` falls back to plain
 matching and this migration does nothing). The rowid is the PMID; withdrawn papers are not indexed.
@@ -47,6 +48,8 @@ FROM papers AS p WHERE NOT p.deleted
 
 
 def upgrade() -> None:
+    # Newest-first listings (search without text, --sort date) walk this index instead of sorting.
+    op.create_index("ix_papers_sort_date", "papers", ["sort_date"])
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute(CREATE)
@@ -54,6 +57,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_papers_sort_date", table_name="papers")
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute("DROP TABLE papers_fts")
