@@ -678,7 +678,7 @@ class Storage:
                 order = [score, pmid_col.desc()] if sort == "relevance" else []
                 pmid_out: Any = pmid_col
         else:
-            where = _filter_clauses(filters)
+            where = _filter_clauses(filters, drive=text is None)
             if text is not None:
                 title_hits = [sa.case((_like(papers.c.title, t), 1), else_=0) for t in _positive_terms(text)]
                 score = -sum(title_hits[1:], title_hits[0]) if title_hits else sa.literal(0)
@@ -693,6 +693,11 @@ class Storage:
             pmid_out = papers.c.pmid
             if sort == "relevance" and text is not None:
                 order = [score, papers.c.pmid.desc()]
+            elif text is None and self._fts and _has_link_filters(filters):
+                # SQLite would walk ix_papers_sort_date and probe every paper; with tag or query filters it
+                # is far cheaper to let the tag index pick the candidates and sort those ("+" keeps the
+                # planner off the date index).
+                order = [sa.literal_column("+papers.sort_date").desc().nulls_last(), papers.c.pmid.desc()]
             else:
                 order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
         q = sa.select(pmid_out.label("pmid"), score.label("score")).select_from(source).where(*where).order_by(*order)
@@ -820,6 +825,10 @@ papers_fts = sa.table("papers_fts", sa.column("rowid"), *(sa.column(c) for c in 
 BM25_WEIGHTS = (10.0, 1.0, 4.0, 3.0, 2.0)
 # Newest-first listings (`monitor search` without text, or --sort date) walk this instead of sorting.
 ix_papers_sort_date = sa.Index("ix_papers_sort_date", papers.c.sort_date)
+# The columns search filters and date order read, so a search joins this narrow index instead of the
+# wide rows of `papers` (several KB of JSON each; on a million papers that is most of a broad query).
+ix_papers_search = sa.Index("ix_papers_search", papers.c.pmid, papers.c.deleted, papers.c.retracted,
+                            papers.c.sort_date, papers.c.first_seen_at)
 SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # never in PubMed text; formatters turn them into markup
 SNIPPET_TOKENS = 24
 
@@ -897,20 +906,30 @@ def _reads_papers(f: PaperFilter) -> bool:
     return bool(f.exclude_retracted or f.since or f.until)
 
 
-def _filter_clauses(f: PaperFilter, pmid: Any = None) -> list[Any]:
+def _has_link_filters(f: PaperFilter) -> bool:
+    return bool(f.conditions or f.interventions or f.designs or f.relevant_only or f.queries)
+
+
+def _filter_clauses(f: PaperFilter, pmid: Any = None, *, drive: bool = False) -> list[Any]:
     """WHERE clauses for ``f`` (deleted papers are the caller's business); ``pmid`` is the column the tag
-    and query filters correlate with (default ``papers.pmid``)."""
+    and query filters correlate with (default ``papers.pmid``). ``drive``: write them as ``pmid IN
+    (SELECT …)`` so the tag index can drive a query that has no text (EXISTS, for the index-driven text
+    search, only probes)."""
     pmid = papers.c.pmid if pmid is None else pmid
     where: list[Any] = []
+
+    def link(table: Any, *conds: Any) -> Any:
+        if drive:
+            return pmid.in_(sa.select(table.c.pmid).where(*conds))
+        return sa.exists().where(table.c.pmid == pmid, *conds)
+
     for kind, tags in (("condition", f.conditions), ("intervention", f.interventions), ("design", f.designs)):
         if tags:
-            where.append(sa.exists().where(paper_tags.c.pmid == pmid, paper_tags.c.kind == kind,
-                                           paper_tags.c.tag.in_(tags)))
+            where.append(link(paper_tags, paper_tags.c.kind == kind, paper_tags.c.tag.in_(tags)))
     if f.relevant_only:
-        where.append(sa.exists().where(paper_tags.c.pmid == pmid, paper_tags.c.kind == "relevance",
-                                       paper_tags.c.tag == "gut_skin_relevant"))
+        where.append(link(paper_tags, paper_tags.c.kind == "relevance", paper_tags.c.tag == "gut_skin_relevant"))
     if f.queries:
-        where.append(sa.exists().where(paper_queries.c.pmid == pmid, paper_queries.c.query_name.in_(f.queries)))
+        where.append(link(paper_queries, paper_queries.c.query_name.in_(f.queries)))
     if f.exclude_retracted:
         where.append(papers.c.retracted.is_(False))
     if f.date_field == "found":

@@ -1,5 +1,6 @@
 """Full-text search: an SQLite FTS5 index over title, abstract, keywords, MeSH descriptors and authors,
-and an index on ``papers.sort_date`` for newest-first listings (both dialects).
+and indexes on ``papers`` for newest-first listings and for the columns search filters read (both
+dialects).
 
 SQLite only (``papers_fts`` is a virtual table; on PostgreSQL ``Storage.search`` falls back to plain
 matching and this migration does nothing). The rowid is the PMID; withdrawn papers are not indexed.
@@ -50,6 +51,8 @@ FROM papers AS p WHERE NOT p.deleted
 def upgrade() -> None:
     # Newest-first listings (search without text, --sort date) walk this index instead of sorting.
     op.create_index("ix_papers_sort_date", "papers", ["sort_date"])
+    # What search filters and the date order read, so searches need not touch the wide paper rows.
+    op.create_index("ix_papers_search", "papers", ["pmid", "deleted", "retracted", "sort_date", "first_seen_at"])
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute(CREATE)
@@ -57,6 +60,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_papers_search", table_name="papers")
     op.drop_index("ix_papers_sort_date", table_name="papers")
     if op.get_bind().dialect.name != "sqlite":
         return
