@@ -30,8 +30,11 @@ from .errors import MonitorError, UsageError
 from .export import WRITERS
 from .feeds import PublishReport
 from .feeds import publish as publish_feeds
+from .search import FORMATS as SEARCH_FORMATS
+from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
+from .search import search as run_search
 from .serve import FeedServer
-from .store import Storage, Tagger
+from .store import PaperFilter, Storage, Tagger
 from .tagging import Taxonomy, load_taxonomy, tag
 from .types import QueryReport
 
@@ -199,16 +202,67 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
     return line
 
 
+def paper_filter_options(func: F) -> F:
+    """The paper filters shared by `monitor search` and `monitor export`."""
+    options = [
+        click.option("--condition", "conditions", multiple=True, metavar="TAG",
+                     help="Only papers tagged with this condition (repeat or comma-separate: any of them)."),
+        click.option("--intervention", "interventions", multiple=True, metavar="TAG",
+                     help="Only papers tagged with this intervention or exposure (any of those given)."),
+        click.option("--design", "designs", multiple=True, metavar="TAG",
+                     help="Only papers of this study design (any of those given), e.g. rct, meta_analysis."),
+        click.option("--query", "query_names", multiple=True, metavar="NAME",
+                     help="Only papers found by this query of queries.toml (any of those given)."),
+        click.option("--since", metavar="DATE", help="From this date: 2024, 2024-03 or 2024-03-15 (see --date)."),
+        click.option("--until", metavar="DATE", help="Up to the end of this year, month or day (see --date)."),
+        click.option("--date", "date_field", type=click.Choice(["published", "found"]), default="published",
+                     show_default=True,
+                     help="What --since/--until compare: the publication date, or the day the monitor first "
+                          "stored the paper."),
+        click.option("--relevant/--all", "relevant_only", default=False, show_default=True,
+                     help="Only papers tagged gut-skin relevant, or every paper."),
+        click.option("--exclude-retracted", is_flag=True, help="Leave out retracted papers."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_filter(app: App, *, conditions: tuple[str, ...], interventions: tuple[str, ...],
+                 designs: tuple[str, ...], query_names: tuple[str, ...], since: str | None, until: str | None,
+                 date_field: str, relevant_only: bool, exclude_retracted: bool) -> PaperFilter:
+    """Check the filter options (tag ids against the taxonomy, query names against the config and the
+    database, dates) and build the filter."""
+    tags: dict[str, tuple[str, ...]] = {}
+    for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
+        tags[kind] = tag_ids(values, app.taxonomy.ids(kind), f"--{kind}") if values else ()
+    names = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
+    if names:
+        known = {q.name for q in app.config.queries} | app.store.linked_query_names()
+        for name in names:
+            if name not in known:
+                raise UsageError(f"--query: no query named {name!r} (known: {', '.join(sorted(known))})")
+    start, end = period(since, "--since", end=False), period(until, "--until", end=True)
+    if start and end and start > end:
+        raise UsageError(f"--since {since} is after --until {until}")
+    return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"], designs=tags["design"],
+                       queries=names, since=start, until=end, date_field=date_field, relevant_only=relevant_only,
+                       exclude_retracted=exclude_retracted)
+
+
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(sorted(WRITERS)), default="jsonl", show_default=True)
 @click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
 @click.option("--include-deleted/--exclude-deleted", default=True, show_default=True,
               help="Papers NLM withdrew (DeleteCitation) are included, flagged deleted.")
+@paper_filter_options
 @click.pass_obj
 @handle_errors
-def export(app: App, fmt: str, out: str | None, include_deleted: bool) -> None:
-    """Write every stored paper with all parsed fields and the queries that found it."""
-    papers = app.store.iter_papers(include_deleted=include_deleted)
+def export(app: App, fmt: str, out: str | None, include_deleted: bool, **filter_options: Any) -> None:
+    """Write every stored paper with all parsed fields and the queries that found it (or, with filters,
+    the papers that pass them; see `monitor search --help`)."""
+    filters = build_filter(app, **filter_options)
+    papers = app.store.iter_papers(include_deleted=include_deleted, filters=filters)
     writer = WRITERS[fmt]
     if out is None:
         writer(papers, sys.stdout)
@@ -404,6 +458,50 @@ def _digest_counts(d: Any) -> str:
     return (f"{d.new_count} new relevant papers ({len(d.overflow)} of them only linked), "
             f"{len(d.not_relevant)} judged not relevant, {len(d.status_changes)} status changes, "
             f"{start} to {end}")
+
+
+# ignore_unknown_options: `monitor search probiotic -mouse` excludes "mouse" instead of failing as an option
+# (and no -h, which `-hamster` would trigger: --help only).
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.argument("text", nargs=-1)
+@paper_filter_options
+@click.option("--sort", type=click.Choice(["relevance", "date"]), default=None,
+              help="Best match first (default with TEXT) or newest publication first (default without).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(0, None),
+              help="At most this many papers; 0 for every match.")
+@click.option("--format", "fmt", type=click.Choice(SEARCH_FORMATS), default="table", show_default=True,
+              help="table for reading; json/jsonl/csv for tools; ris/bibtex/csl-json for reference managers.")
+@click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
+@click.pass_obj
+@handle_errors
+def search(app: App, text: tuple[str, ...], sort: str | None, limit: int, fmt: str, out: str | None,
+           **filter_options: Any) -> None:
+    """Search the stored papers: words (all must appear), "exact phrases", OR, -word to exclude, prefix*,
+    (grouping) and title:/abstract:/keyword:/mesh:/author: fields; GLP-1 or IL-17 work as written.
+    Without TEXT, list the papers that pass the filters, newest first."""
+    words = " ".join(text).strip()
+    if not words and not any(v for k, v in filter_options.items() if k != "date_field"):
+        raise UsageError("give words to search for, or at least one filter (see monitor search --help)")
+    if fmt == "table" and out is not None:
+        raise UsageError("--out needs a machine format (--format json, csv, ris …), not the table")
+    if words:
+        parse_query(words)  # a query that cannot run fails before the database is opened
+    request = SearchRequest(text=words or None, filters=build_filter(app, **filter_options), sort=sort,
+                            limit=limit or None)
+    hits = run_search(app.store, request)
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console(file=sys.stdout)
+        for renderable in render_table(hits, limit=request.limit):
+            console.print(renderable)
+        return
+    if out is None:
+        write_hits(hits, fmt, sys.stdout)
+        return
+    with atomic_write(Path(out)) as fh:
+        n = write_hits(hits, fmt, fh)
+    click.echo(f"wrote {n} papers to {out}", err=True)
 
 
 # ------------------------------------------------------------------ progress

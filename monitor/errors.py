@@ -4,6 +4,7 @@ one into a single line on stderr and an exit code (``exit_code``), never a trace
     MonitorError
     ├── ConfigError          bad queries.toml / environment          (exit 2)
     ├── UsageError           bad command-line value                  (exit 2)
+    │   └── SearchSyntaxError  a search the index cannot run (empty, only exclusions …)
     ├── EntrezError          E-utilities gave up or answered an error (exit 1)
     │   ├── RateLimited      HTTP 429 after every retry
     │   └── QueryDegraded    NCBI dropped part of a query (PhraseNotFound, FieldNotFound …)
@@ -39,6 +40,10 @@ class UsageError(MonitorError):
     """A bad command-line value."""
 
     exit_code = 2
+
+
+class SearchSyntaxError(UsageError):
+    """``monitor search`` text that cannot become an index query; the message says what to change."""
 
 
 class EntrezError(MonitorError):

@@ -1,7 +1,8 @@
-"""Export: stored papers → JSON Lines or CSV. Pure formatting over :class:`~monitor.store.StoredPaper`.
+"""Export: stored papers → JSON Lines, JSON, CSV and (from :mod:`monitor.citations`) RIS, BibTeX and
+CSL-JSON. Pure formatting over :class:`~monitor.store.StoredPaper`.
 
-JSONL carries every parsed field (it is how other tools and our own checks read the database); CSV flattens
-lists with ``; `` for spreadsheets.
+JSONL carries every parsed field (it is how other tools and our own checks read the database); JSON is the
+same records as one array; CSV flattens lists with ``; `` for spreadsheets.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import json
 from typing import Any, Callable, Iterable, TextIO
 
+from .citations import write_bibtex, write_csl_json, write_ris
 from .store import StoredPaper
 
 CSV_COLUMNS = (
@@ -101,4 +103,18 @@ def _csv_tags(paper: StoredPaper) -> dict[str, Any]:
     }
 
 
+def write_json(papers: Iterable[StoredPaper], out: TextIO) -> int:
+    """The JSONL records as one JSON array, written record by record."""
+    n = 0
+    out.write("[")
+    for paper in papers:
+        out.write(",\n" if n else "\n")
+        out.write(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True))
+        n += 1
+    out.write("\n]\n" if n else "]\n")
+    return n
+
+
 WRITERS: dict[str, Callable[[Iterable[StoredPaper], TextIO], int]] = {"jsonl": write_jsonl, "csv": write_csv}
+WRITERS.update(json=write_json, ris=write_ris, bibtex=write_bibtex)
+WRITERS["csl-json"] = write_csl_json

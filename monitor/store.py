@@ -24,7 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import StorageError
+from .errors import SearchSyntaxError, StorageError
 from .types import (
     Article,
     Deletion,
@@ -34,6 +34,10 @@ from .types import (
     StoreOutcome,
     TagInput,
     Tagging,
+    TextAll,
+    TextAny,
+    TextNode,
+    TextTerm,
 )
 
 metadata = sa.MetaData()
@@ -345,6 +349,7 @@ class Storage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._fts = engine.dialect.name == "sqlite"  # FTS5 index (migration 0005); elsewhere plain matching
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -434,6 +439,7 @@ class Storage:
                 conn.execute(papers.insert(), inserts)
             if new or updated:
                 self._save_tag_inputs(conn, [articles[p] for p in new + updated], fresh=set(new))
+                self._index(conn, [articles[p] for p in new + updated], fresh=set(new))
             for pmid in deletions:
                 meta = old.get(pmid)
                 if meta is None or meta.deleted:
@@ -443,6 +449,8 @@ class Storage:
                 conn.execute(paper_events.insert().values(pmid=int(pmid), kind="deleted", at=now, run_id=run_id,
                                                           detail="DeleteCitation"))
                 deleted.append(pmid)
+            if deleted:
+                self._unindex(conn, deleted)  # withdrawn papers are not searchable
             if query:
                 self._link(conn, list(articles), query, now, run_id, fresh=new)
             if tagger is not None and (new or updated):
@@ -513,16 +521,18 @@ class Storage:
                 q = q.where(papers.c.deleted.is_(False))
             return int(conn.execute(q).scalar_one())
 
-    def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False,
-                    batch: int = 1000) -> Iterator[StoredPaper]:
+    def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False, batch: int = 1000,
+                    filters: PaperFilter | None = None) -> Iterator[StoredPaper]:
         """Every stored paper in PMID order, with the queries that found it (streams in batches);
-        ``relevant_only`` keeps the papers tagged gut–skin relevant (read through their index)."""
+        ``relevant_only`` keeps the papers tagged gut–skin relevant (read through their index); with
+        ``filters``, only the papers that pass them (their ``include_deleted`` is ignored: the keyword wins)."""
         last = -1
+        where = _filter_clauses(filters) if filters is not None else []
         while True:
             with self._tx("reading papers") as conn:
                 q = (sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
                      .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
-                     .where(papers.c.pmid > last).order_by(papers.c.pmid).limit(batch))
+                     .where(papers.c.pmid > last, *where).order_by(papers.c.pmid).limit(batch))
                 if not include_deleted:
                     q = q.where(papers.c.deleted.is_(False))
                 if relevant_only:
@@ -530,23 +540,32 @@ class Storage:
                 rows = conn.execute(q).all()
                 if not rows:
                     return
-                links: dict[int, list[tuple[str, dt.datetime]]] = {}
-                link_rows = conn.execute(
-                    sa.select(paper_queries).where(paper_queries.c.pmid.in_([r.pmid for r in rows]))
-                    .order_by(paper_queries.c.pmid, paper_queries.c.first_found_at, paper_queries.c.query_name)
-                )
-                for link in link_rows:
-                    links.setdefault(link.pmid, []).append((link.query_name, _utc(link.first_found_at)))
-            for r in rows:
-                yield StoredPaper(
-                    article=Article.from_dict(orjson.loads(r.data)),
-                    deleted=bool(r.deleted),
-                    first_seen_at=_utc(r.first_seen_at),
-                    updated_at=_utc(r.updated_at),
-                    queries=tuple(links.get(r.pmid, ())),
-                    tagging=stored_tagging(r.tagging, r.taxonomy_version) if r.tagging else None,
-                )
+                found = self._hydrate(conn, rows)
+            yield from found
             last = rows[-1].pmid
+
+    def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[StoredPaper]:
+        """StoredPapers for ``papers`` rows joined with their tagging, in the order given."""
+        links: dict[int, list[tuple[str, dt.datetime]]] = {}
+        for start in range(0, len(rows), _IN_CHUNK):
+            link_rows = conn.execute(
+                sa.select(paper_queries)
+                .where(paper_queries.c.pmid.in_([r.pmid for r in rows[start:start + _IN_CHUNK]]))
+                .order_by(paper_queries.c.pmid, paper_queries.c.first_found_at, paper_queries.c.query_name)
+            )
+            for link in link_rows:
+                links.setdefault(link.pmid, []).append((link.query_name, _utc(link.first_found_at)))
+        return [
+            StoredPaper(
+                article=Article.from_dict(orjson.loads(r.data)),
+                deleted=bool(r.deleted),
+                first_seen_at=_utc(r.first_seen_at),
+                updated_at=_utc(r.updated_at),
+                queries=tuple(links.get(r.pmid, ())),
+                tagging=stored_tagging(r.tagging, r.taxonomy_version) if r.tagging else None,
+            )
+            for r in rows
+        ]
 
     def events(self, pmid: str | None = None) -> list[tuple[str, str, dt.datetime]]:
         """``(pmid, kind, at)`` status-change events, oldest first."""
@@ -749,6 +768,137 @@ class Storage:
                 .where(papers.c.deleted.is_(False)).group_by(paper_tagging.c.taxonomy_version))
             return {r[0]: int(r[1]) for r in rows}
 
+    # ---------------------------------------------------------------- search
+
+    def _index(self, conn: Connection, articles: Sequence[Article], fresh: set[str]) -> None:
+        """(Re)index stored papers in the full-text index (SQLite only; PostgreSQL matches at query time).
+        ``fresh``: papers inserted in this transaction, which cannot be in the index yet."""
+        if not self._fts:
+            return
+        stale = [int(a.pmid) for a in articles if a.pmid not in fresh]
+        if stale:
+            self._unindex(conn, stale)
+        conn.execute(papers_fts.insert(), [search_row(a) for a in articles])
+
+    def _unindex(self, conn: Connection, pmids: Sequence[str | int]) -> None:
+        if not self._fts:
+            return
+        ints = [int(p) for p in pmids]
+        for start in range(0, len(ints), _IN_CHUNK):
+            conn.execute(papers_fts.delete().where(papers_fts.c.rowid.in_(ints[start:start + _IN_CHUNK])))
+
+    def rebuild_search_index(self) -> int:
+        """Empty the full-text index and fill it again from the stored papers in one SQL statement (what
+        migration 0005 does on upgrade; bench/search.py times it). Returns the number of papers indexed."""
+        if not self._fts:
+            return 0
+        with self._tx("rebuilding the search index") as conn:
+            conn.exec_driver_sql("DELETE FROM papers_fts")
+            conn.exec_driver_sql(FTS_REBUILD_SQL)
+            return int(conn.exec_driver_sql("SELECT count(*) FROM papers_fts").scalar_one())
+
+    def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
+               limit: int | None = 20) -> list[SearchHit]:
+        """Stored papers that match ``text`` (None: every paper) and pass ``filters``, best first.
+
+        ``sort``: ``relevance`` (bm25, title weighted above keywords, MeSH, authors and abstract; PMID
+        breaks ties, newest first) or ``date`` (publication date, newest first). ``limit`` None: all.
+        On SQLite each hit has a snippet with the matched words between ``SNIPPET_OPEN`` and
+        ``SNIPPET_CLOSE``. On PostgreSQL (no FTS5) terms are matched case-insensitively as substrings of the
+        title and the stored record, title hits rank first, and ``snippet`` is None. A query FTS5 refuses
+        raises :class:`~monitor.errors.SearchSyntaxError`."""
+        if sort not in ("relevance", "date"):
+            raise ValueError(f"unknown sort {sort!r}")
+        use_fts = text is not None and self._fts
+        order: list[Any]
+        if use_fts:
+            assert text is not None
+            # Ranked from the index alone where possible: withdrawn papers are never indexed, tag and query
+            # filters correlate with the index rowid, and `papers` (wide rows) is joined only when a filter
+            # or the date order reads one of its columns. On a million papers that join is most of the
+            # cost of a broad query.
+            pmid_col: Any = papers_fts.c.rowid
+            needs_papers = sort == "date" or _reads_papers(filters)
+            where = _filter_clauses(filters, pmid_col if not needs_papers else papers.c.pmid)
+            score: Any = sa.func.bm25(sa.literal_column("papers_fts"), *BM25_WEIGHTS)
+            source: Any = papers_fts.join(papers, papers.c.pmid == papers_fts.c.rowid) if needs_papers else papers_fts
+            where.append(sa.literal_column("papers_fts").op("MATCH")(text.fts5()))
+            if not needs_papers:
+                order = [score, pmid_col.desc()] if sort == "relevance" else []
+                pmid_out: Any = pmid_col
+        else:
+            where = _filter_clauses(filters, drive=text is None)
+            if text is not None:
+                title_hits = [sa.case((_like(papers.c.title, t), 1), else_=0) for t in _positive_terms(text)]
+                score = -sum(title_hits[1:], title_hits[0]) if title_hits else sa.literal(0)
+                where.append(_like_expr(text))
+            else:
+                score = sa.literal(0)
+            source = papers
+            needs_papers = True
+        if needs_papers:
+            if not filters.include_deleted:
+                where.append(papers.c.deleted.is_(False))
+            pmid_out = papers.c.pmid
+            if sort == "relevance" and text is not None:
+                order = [score, papers.c.pmid.desc()]
+            elif text is None and self._fts and _has_link_filters(filters):
+                # SQLite would walk ix_papers_sort_date and probe every paper; with tag or query filters it
+                # is far cheaper to let the tag index pick the candidates and sort those ("+" keeps the
+                # planner off the date index).
+                order = [sa.literal_column("+papers.sort_date").desc().nulls_last(), papers.c.pmid.desc()]
+            else:
+                order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
+        q = sa.select(pmid_out.label("pmid"), score.label("score")).select_from(source).where(*where).order_by(*order)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx("searching papers") as conn:
+            try:
+                ranked = [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
+            except sa.exc.OperationalError as exc:
+                if "fts5" in str(exc.orig).lower():
+                    raise SearchSyntaxError(f"the search index cannot run this query ({_reason(exc)}); "
+                                            "put unusual terms in double quotes") from exc
+                raise
+            if not ranked:
+                return []
+            pmids = [p for p, _ in ranked]
+            snippets = self._snippets(conn, text, pmids) if use_fts and text is not None else {}
+            rows = conn.execute(
+                sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
+                .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                .where(papers.c.pmid.in_(pmids))).all() if len(pmids) <= _IN_CHUNK else None
+            if rows is None:  # a long result: fetch in chunks
+                rows = []
+                for start in range(0, len(pmids), _IN_CHUNK):
+                    rows += conn.execute(
+                        sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
+                        .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                        .where(papers.c.pmid.in_(pmids[start:start + _IN_CHUNK]))).all()
+            by_pmid = {p.article.pmid: p for p in self._hydrate(conn, rows)}
+        return [SearchHit(by_pmid[str(pmid)], score if text is not None else None, snippets.get(pmid))
+                for pmid, score in ranked]
+
+    def _snippets(self, conn: Connection, text: TextNode, pmids: list[int]) -> dict[int, str]:
+        """FTS5 snippets for the hits (a second statement, so only the hits pay for them): from the abstract
+        when it has a match, else from whichever column matched best."""
+        out: dict[int, str] = {}
+        for start in range(0, len(pmids), _IN_CHUNK):
+            chunk = pmids[start:start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for pmid, abstract, best in conn.exec_driver_sql(
+                f"SELECT rowid, snippet(papers_fts, 1, ?, ?, '…', {SNIPPET_TOKENS}), "
+                f"snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS}) "
+                f"FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN ({marks})",
+                (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_OPEN, SNIPPET_CLOSE, text.fts5(), *chunk)):
+                out[int(pmid)] = abstract if SNIPPET_OPEN in (abstract or "") else best
+        return out
+
+    def linked_query_names(self) -> set[str]:
+        """Names of the queries that found at least one stored paper (also those no longer configured)."""
+        with self._tx("reading query names") as conn:
+            return set(conn.execute(sa.select(paper_queries.c.query_name).distinct()).scalars())
+
     # ---------------------------------------------------------------- watermarks
 
     def query_state(self, name: str) -> QueryState | None:
@@ -938,6 +1088,166 @@ class Storage:
         with self._tx("recording a digest's outcome") as conn:
             conn.execute(digests.update().where(digests.c.id == digest_id)
                          .values(status=status, finished_at=at, error=error))
+
+
+# ------------------------------------------------------------------ search (SQLite FTS5, migration 0005)
+
+# The full-text index: an FTS5 virtual table whose rowid is the PMID. Deliberately not in ``metadata``:
+# SQLAlchemy cannot describe a virtual table, SQLite owns its shadow tables, and it does not exist on
+# PostgreSQL. :func:`include_in_schema_comparison` keeps it out of Alembic's comparisons.
+SEARCH_COLUMNS = ("title", "abstract", "keywords", "mesh", "authors")
+papers_fts = sa.table("papers_fts", sa.column("rowid"), *(sa.column(c) for c in SEARCH_COLUMNS))
+# bm25 column weights, in SEARCH_COLUMNS order: a title hit counts most, the abstract least (it is long
+# and mentions everything in passing).
+BM25_WEIGHTS = (10.0, 1.0, 4.0, 3.0, 2.0)
+# Newest-first listings (`monitor search` without text, or --sort date) walk this instead of sorting.
+ix_papers_sort_date = sa.Index("ix_papers_sort_date", papers.c.sort_date)
+# The columns search filters and date order read, so a search joins this narrow index instead of the
+# wide rows of `papers` (several KB of JSON each; on a million papers that is most of a broad query).
+ix_papers_search = sa.Index("ix_papers_search", papers.c.pmid, papers.c.deleted, papers.c.retracted,
+                            papers.c.sort_date, papers.c.first_seen_at)
+SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # never in PubMed text; formatters turn them into markup
+SNIPPET_TOKENS = 24
+
+# The index rows of every stored, not withdrawn paper, from the stored JSON (must give what search_row()
+# gives: tests/test_search_store.py checks it on every corpus record).
+FTS_REBUILD_SQL = """
+INSERT INTO papers_fts (rowid, title, abstract, keywords, mesh, authors)
+SELECT p.pmid, p.title,
+  coalesce((SELECT group_concat(json_extract(s.value, '$.text'), char(10))
+            FROM json_each(p.data, '$.abstract') AS s), ''),
+  coalesce((SELECT group_concat(k.value, '; ') FROM json_each(p.data, '$.keywords') AS k), ''),
+  coalesce((SELECT group_concat(json_extract(m.value, '$.descriptor'), '; ')
+            FROM json_each(p.data, '$.mesh') AS m), ''),
+  coalesce((SELECT group_concat(
+              CASE WHEN coalesce(json_extract(a.value, '$.collective_name'), '') != ''
+                   THEN json_extract(a.value, '$.collective_name')
+                   ELSE coalesce(nullif(trim(coalesce(json_extract(a.value, '$.fore_name'), '') || ' ' ||
+                                             coalesce(json_extract(a.value, '$.last_name'), '')), ''),
+                                 json_extract(a.value, '$.initials'), '')
+              END, '; ')
+            FROM json_each(p.data, '$.authors') AS a), '')
+FROM papers AS p WHERE NOT p.deleted
+"""
+
+
+def search_row(article: Article) -> dict[str, Any]:
+    """One paper's row in the full-text index: the abstract without section labels (they would make
+    "methods" or "results" match every structured abstract), MeSH descriptors without qualifiers (same
+    reason), authors as display names."""
+    return {
+        "rowid": int(article.pmid),
+        "title": article.title,
+        "abstract": "\n".join(s.text for s in article.abstract),
+        "keywords": "; ".join(article.keywords),
+        "mesh": "; ".join(m.descriptor for m in article.mesh),
+        "authors": "; ".join(a.display_name for a in article.authors),
+    }
+
+
+def include_in_schema_comparison(obj: Any, name: str | None, type_: str, reflected: bool,
+                                 compare_to: Any) -> bool:
+    """Alembic ``include_object`` hook: leave the FTS5 table and its shadow tables (``papers_fts_data``,
+    ``_idx``, ``_content``, ``_docsize``, ``_config``) out of metadata comparisons. Migration 0005 owns
+    them; they are not described by ``metadata`` because SQLAlchemy cannot describe a virtual table."""
+    return not (type_ == "table" and name is not None and (name == "papers_fts" or name.startswith("papers_fts_")))
+
+
+@dataclass(frozen=True, slots=True)
+class PaperFilter:
+    """Which stored papers a search or an export keeps. Tag lists mean "any of these"; different fields
+    must all hold. ``date_field``: ``published`` compares the publication date (``sort_date``: an unknown
+    month or day counts as the first), ``found`` the UTC day the monitor first stored the paper."""
+
+    conditions: tuple[str, ...] = ()
+    interventions: tuple[str, ...] = ()
+    designs: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+    date_field: str = "published"
+    relevant_only: bool = False
+    exclude_retracted: bool = False
+    include_deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    paper: StoredPaper
+    score: float | None  # bm25 (lower is better) on SQLite; minus the title hits on PostgreSQL; None: no text
+    snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE
+
+
+def _reads_papers(f: PaperFilter) -> bool:
+    """Whether a filter needs columns of ``papers`` (and not only the tag and link tables)."""
+    return bool(f.exclude_retracted or f.since or f.until)
+
+
+def _has_link_filters(f: PaperFilter) -> bool:
+    return bool(f.conditions or f.interventions or f.designs or f.relevant_only or f.queries)
+
+
+def _filter_clauses(f: PaperFilter, pmid: Any = None, *, drive: bool = False) -> list[Any]:
+    """WHERE clauses for ``f`` (deleted papers are the caller's business); ``pmid`` is the column the tag
+    and query filters correlate with (default ``papers.pmid``). ``drive``: write them as ``pmid IN
+    (SELECT …)`` so the tag index can drive a query that has no text (EXISTS, for the index-driven text
+    search, only probes)."""
+    pmid = papers.c.pmid if pmid is None else pmid
+    where: list[Any] = []
+
+    def link(table: Any, *conds: Any) -> Any:
+        if drive:
+            return pmid.in_(sa.select(table.c.pmid).where(*conds))
+        return sa.exists().where(table.c.pmid == pmid, *conds)
+
+    for kind, tags in (("condition", f.conditions), ("intervention", f.interventions), ("design", f.designs)):
+        if tags:
+            where.append(link(paper_tags, paper_tags.c.kind == kind, paper_tags.c.tag.in_(tags)))
+    if f.relevant_only:
+        where.append(link(paper_tags, paper_tags.c.kind == "relevance", paper_tags.c.tag == "gut_skin_relevant"))
+    if f.queries:
+        where.append(link(paper_queries, paper_queries.c.query_name.in_(f.queries)))
+    if f.exclude_retracted:
+        where.append(papers.c.retracted.is_(False))
+    if f.date_field == "found":
+        if f.since:
+            where.append(papers.c.first_seen_at >= _midnight(f.since))
+        if f.until:
+            where.append(papers.c.first_seen_at < _midnight(f.until + dt.timedelta(days=1)))
+    else:
+        if f.since:
+            where.append(papers.c.sort_date >= f.since)
+        if f.until:
+            where.append(papers.c.sort_date <= f.until)
+    return where
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.timezone.utc)
+
+
+def _positive_terms(node: TextNode) -> list[TextTerm]:
+    """The terms a match must (or may, under OR) contain; excluded ones left out."""
+    if isinstance(node, TextTerm):
+        return [node]
+    return [t for part in node.parts for t in _positive_terms(part)]
+
+
+def _like(column: Any, term: TextTerm) -> Any:
+    escaped = term.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
+
+
+def _like_expr(node: TextNode) -> Any:
+    """The PostgreSQL fallback of a text query: substring matches on the title (``title:`` terms) or on the
+    stored record's JSON (everything else; a superset of the indexed columns)."""
+    if isinstance(node, TextTerm):
+        return _like(papers.c.title if node.column == "title" else papers.c.data, node)
+    if isinstance(node, TextAny):
+        return sa.or_(*(_like_expr(p) for p in node.parts))
+    assert isinstance(node, TextAll)
+    clauses = [_like_expr(p) for p in node.parts] + [sa.not_(_like_expr(e)) for e in node.excluded]
+    return sa.and_(*clauses)
 
 
 def _paper_row(article: Article, data: str, digest: str, now: dt.datetime) -> dict[str, Any]:

@@ -370,3 +370,54 @@ class Tagging:
             evidence=tuple(TagEvidence(**e) for e in data.get("evidence", ())),
             taxonomy_version=str(data.get("taxonomy_version", "")),
         )
+
+
+# ------------------------------------------------------------------ search queries
+
+@dataclass(frozen=True, slots=True)
+class TextTerm:
+    """A word, a phrase (several words in order) or a prefix (``prefix``: the last word may continue)
+    that a paper must contain, optionally only in one indexed column (title, abstract, keywords, mesh,
+    authors). ``text`` is what the user wrote; the index tokenizes it as it tokenized the papers, so
+    ``GLP-1`` is the phrase "glp 1"."""
+
+    text: str
+    prefix: bool = False
+    column: str | None = None
+
+    def fts5(self) -> str:
+        """As an SQLite FTS5 query: always a quoted string, so nothing the user typed is FTS5 syntax."""
+        quoted = '"' + self.text.replace('"', '""') + '"' + ("*" if self.prefix else "")
+        return f"{self.column} : {quoted}" if self.column else quoted
+
+
+@dataclass(frozen=True, slots=True)
+class TextAny:
+    """At least one of ``parts``."""
+
+    parts: tuple[TextNode, ...]
+
+    def fts5(self) -> str:
+        return " OR ".join(_fts5_group(p) for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TextAll:
+    """Every one of ``parts`` (at least one) and none of ``excluded``."""
+
+    parts: tuple[TextNode, ...]
+    excluded: tuple[TextNode, ...] = ()
+
+    def fts5(self) -> str:
+        query = " AND ".join(_fts5_group(p) for p in self.parts)
+        if self.excluded:
+            # FTS5's NOT is binary and binds tightest: bracket both sides.
+            query = f"({query}) NOT ({' OR '.join(_fts5_group(e) for e in self.excluded)})"
+        return query
+
+
+TextNode = Union[TextTerm, TextAny, TextAll]
+
+
+def _fts5_group(node: TextNode) -> str:
+    return node.fts5() if isinstance(node, TextTerm) else f"({node.fts5()})"

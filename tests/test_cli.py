@@ -15,7 +15,7 @@ def test_usage_errors_are_one_line_and_exit_2(run_monitor) -> None:
     for args, expected in [
         (("frobnicate",), "monitor: error: No such command 'frobnicate'. (see monitor --help)"),
         (("export", "--format", "xml"),
-         "monitor: error: Invalid value for '--format': 'xml' is not one of 'csv', 'jsonl'. (see monitor --help)"),
+         "monitor: error: Invalid value for '--format': 'xml' is not one of 'bibtex', 'csl-json', 'csv', 'json', 'jsonl', 'ris'. (see monitor --help)"),
         (("status", "--runs", "0"),
          "monitor: error: Invalid value for '--runs': 0 is not in the range 1<=x<=1000. (see monitor --help)"),
     ]:

@@ -1,0 +1,239 @@
+"""Search benchmark: `monitor search` latency on a collection of 1,000,000 papers, and the index build time.
+
+Builds a SQLite database (in a temporary folder, deleted at the end unless ``--keep``) of N papers
+(default 1,000,000) from the real PubMed records in tests/data/efetch plus the 50 real gut–skin records of
+tests/data/tagging/labelled.jsonl, replicated under fresh PMIDs. Each distinct record is parsed and tagged
+once with the shipped taxonomy (tags are a function of the record's content, so its replicas carry the
+same tags), records whose stored JSON exceeds 64 KB (giant author lists) are left out so the file stays
+within a few GB.
+
+The bulk load is the documented fast path, not ``Storage.store_batch``: rows for ``papers``,
+``paper_tagging``, ``paper_tags`` and ``paper_queries`` go in through executemany in large transactions
+(the replicas differ from their record only in the PMID, so each record's JSON is encoded once and the
+PMID substituted; content hashes are recomputed per replica). ``paper_tag_inputs`` are not written (search
+does not read them). Then the full-text index is built with ``Storage.rebuild_search_index()`` — the same
+SQL migration 0005 runs — and that is the **index build time**. To show the ordinary write path still
+keeps up on a big index, a further 2,000 fresh papers are stored through ``Storage.store_batch`` (tagging
+and index maintenance included).
+
+Latency: each typical query (with and without filters) runs ``--rounds`` times through
+``monitor.search.search`` — what the CLI calls: parsing, ranking, hydrating the top 20 papers and their
+snippets — in this process, after one warm-up pass. p50/p95 are over every timed run.
+
+    .venv/bin/python bench/search.py [--papers 1000000] [--rounds 5] [--keep DIR]
+
+Targets (issue 6): p50 < 50 ms, p95 < 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import functools
+import gzip
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor import pubmed  # noqa: E402
+from monitor.search import SearchRequest, parse_query, search  # noqa: E402
+from monitor.store import PaperFilter, Storage, article_json, tagging_json  # noqa: E402
+from monitor.tagging import load_taxonomy, tag  # noqa: E402
+from monitor.types import Article  # noqa: E402
+from tests.tagging_data import LABELLED, row_to_article  # noqa: E402
+
+NOW = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+QUERIES = ("gut-skin-axis", "probiotics-fmt", "diet-skin", "microbiome-derm")
+MAX_JSON = 64 * 1024
+BASE_PMID = 50_000_000
+
+# (label, text, filters): typical questions, plain and filtered.
+CASES: list[tuple[str, str | None, PaperFilter]] = [
+    ("probiotic", "probiotic", PaperFilter()),
+    ("gut microbiota (phrase)", '"gut microbiota"', PaperFilter()),
+    ("psoriasis", "psoriasis", PaperFilter()),
+    ("atopic dermatitis probiotics", "atopic dermatitis probiotics", PaperFilter()),
+    ("probio* prefix", "probio*", PaperFilter()),
+    ("IL-17", "IL-17", PaperFilter()),
+    ("acne OR rosacea diet", "acne OR rosacea diet", PaperFilter()),
+    ("cancer -mouse (broad)", "cancer -mouse", PaperFilter()),
+    ("patients (very broad)", "patients", PaperFilter()),
+    ("title:neutrophil", "title:neutrophil", PaperFilter()),
+    ("probiotic +psoriasis +rct", "probiotic", PaperFilter(conditions=("psoriasis",), designs=("rct",))),
+    ("probiotic +atopic_dermatitis", "probiotic", PaperFilter(conditions=("atopic_dermatitis",))),
+    ("microbiome +relevant +since 2020", "microbiome", PaperFilter(relevant_only=True, since=dt.date(2020, 1, 1))),
+    ("patients +rct (broad, filtered)", "patients", PaperFilter(designs=("rct",))),
+    ("cancer +review +exclude retracted", "cancer", PaperFilter(designs=("review",), exclude_retracted=True)),
+    ("diet +query +found since", "diet", PaperFilter(queries=("diet-skin",), since=dt.date(2026, 6, 1),
+                                                     date_field="found")),
+    ("patients sorted by date", "patients", PaperFilter()),
+    ("no text: psoriasis +rct by date", None, PaperFilter(conditions=("psoriasis",), designs=("rct",))),
+]
+
+
+def corpus() -> list[Article]:
+    seen: dict[str, Article] = {}
+    for path in sorted((ROOT / "tests" / "data" / "efetch").rglob("*.xml*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for item in pubmed.parse(data):
+            if isinstance(item, Article) and (item.title or item.abstract):
+                seen[item.pmid] = item
+    for n, line in enumerate(LABELLED.read_text(encoding="utf-8").splitlines()):
+        row = json.loads(line)
+        row["pmid"] = row.get("pmid") or str(9_000_000 + n)
+        seen.setdefault(row["pmid"], row_to_article(row))
+    return [a for a in seen.values() if len(article_json(a)) <= MAX_JSON]
+
+
+def bulk_load(db: Path, papers: int, articles: list[Article]) -> float:
+    """The fast path: executemany straight into the tables Storage created. Returns seconds."""
+    taxonomy = load_taxonomy(ROOT / "taxonomy.toml")
+    prepared = []
+    for a in articles:
+        t = tag(a, taxonomy)
+        data = article_json(a)
+        head = f'{{"pmid":"{a.pmid}"'
+        assert data.startswith(head)
+        rows = [("condition", x) for x in t.conditions] + [("intervention", x) for x in t.interventions]
+        rows += [("design", x) for x in t.designs] + ([("relevance", "gut_skin_relevant")] if t.gut_skin_relevant else [])
+        prepared.append((a, data[len(head):], tagging_json(t), t, rows))
+    began = time.perf_counter()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    batch = 20_000
+    for start in range(0, papers, batch):
+        p_rows, g_rows, t_rows, q_rows = [], [], [], []
+        for n in range(start, min(start + batch, papers)):
+            a, rest, tj, t, tag_rows = prepared[n % len(prepared)]
+            pmid = BASE_PMID + n
+            data = f'{{"pmid":"{pmid}"{rest}'
+            seen = (NOW - dt.timedelta(days=n % 730)).strftime("%Y-%m-%d %H:%M:%S.000000")
+            p_rows.append((pmid, a.version, a.status, a.title, a.doi, a.year,
+                           a.sort_date.isoformat() if a.sort_date else None,
+                           a.date_revised.isoformat() if a.date_revised else None, int(a.is_retracted), data,
+                           hashlib.sha256(data.encode()).hexdigest(), seen, seen, seen))
+            g_rows.append((pmid, tj, t.taxonomy_version, t.relevance, int(t.gut_skin_relevant)))
+            t_rows += [(pmid, k, x) for k, x in tag_rows]
+            q_rows.append((pmid, QUERIES[n % len(QUERIES)], seen))
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO papers (pmid, version, status, deleted, title, doi, year, sort_date, "
+                         "date_revised, retracted, data, content_hash, first_seen_at, updated_at, fetched_at) "
+                         "VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p_rows)
+        conn.executemany("INSERT INTO paper_tagging (pmid, tagging, taxonomy_version, relevance, gut_skin_relevant) "
+                         "VALUES (?, ?, ?, ?, ?)", g_rows)
+        conn.executemany("INSERT INTO paper_tags (pmid, kind, tag) VALUES (?, ?, ?)", t_rows)
+        conn.executemany("INSERT INTO paper_queries (pmid, query_name, first_found_at) VALUES (?, ?, ?)", q_rows)
+        conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return time.perf_counter() - began
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--papers", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--keep", metavar="DIR", help="build the database in DIR and keep it; if DIR already holds "
+                    "one, only time the queries")
+    args = ap.parse_args()
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="search-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "search.sqlite3"
+    try:
+        articles = corpus()
+        print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; Python "
+              f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}; load average "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        print(f"corpus: {len(articles)} distinct real records (JSON <= 64 KB), replicated to {args.papers:,} papers",
+              flush=True)
+        reuse = args.keep and db.exists()
+        if reuse:  # a database an earlier --keep run built: time the queries only
+            print(f"reusing {db} (no build timings)", flush=True)
+            store = Storage.open(f"sqlite:///{db}")
+        else:
+            Storage.open(f"sqlite:///{db}").close()  # the schema, through the migrations
+            load_s = bulk_load(db, args.papers, articles)
+            print(f"bulk load (papers, tags, links; no index): {load_s:.1f} s", flush=True)
+            store = Storage.open(f"sqlite:///{db}")
+            began = time.perf_counter()
+            indexed = store.rebuild_search_index()
+            index_s = time.perf_counter() - began
+            size_mb = sum(f.stat().st_size for f in folder.iterdir()) / 1e6
+            print(f"index build (Storage.rebuild_search_index, the SQL of migration 0005): {indexed:,} papers in "
+                  f"{index_s:.1f} s ({indexed / index_s:,.0f} papers/s); database now {size_mb:,.0f} MB", flush=True)
+
+        taxonomy = load_taxonomy(ROOT / "taxonomy.toml")
+        offset = args.papers + (store.count_papers() - args.papers if reuse else 0)
+        fresh = [dataclasses.replace(a, pmid=str(BASE_PMID + offset + i)) for i, a in enumerate(articles[:2000])]
+        began = time.perf_counter()
+        for start in range(0, len(fresh), 500):
+            store.store_batch(fresh[start:start + 500], query=QUERIES[0], now=NOW,
+                              tagger=functools.partial(tag, taxonomy=taxonomy))
+        write_s = time.perf_counter() - began
+        print(f"store_batch into the big index: {len(fresh):,} new papers in {write_s:.1f} s "
+              f"({len(fresh) / write_s:,.0f} papers/s, tagging and index upkeep included)", flush=True)
+
+        requests = [(label, SearchRequest(text, filters, sort="date" if "by date" in label else None, limit=20))
+                    for label, text, filters in CASES]
+        for _, request in requests:  # warm-up: the page cache and SQLite's caches
+            search(store, request)
+        timings: dict[str, list[float]] = {label: [] for label, _ in requests}
+        hits: dict[str, int] = {}
+        for _ in range(args.rounds):
+            for label, request in requests:
+                began = time.perf_counter()
+                result = search(store, request)
+                timings[label].append((time.perf_counter() - began) * 1000)
+                hits[label] = len(result)
+        with store.engine.connect() as conn:  # how much each text matches (context for the timings)
+            matched = {label: conn.exec_driver_sql("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?",
+                                                   (parse_query(r.text).fts5(),)).scalar()
+                       if r.text else None for label, r in requests}
+        print(f"\nlatency over {args.rounds} runs each, top 20 with snippets (ms):")
+        print(f"{'query':<40} {'text matches':>12} {'shown':>5} {'median':>8} {'max':>8}")
+        for label, _ in requests:
+            m = matched[label]
+            print(f"{label:<40} {'' if m is None else f'{m:,}':>12} {hits[label]:>5} "
+                  f"{statistics.median(timings[label]):>8.1f} {max(timings[label]):>8.1f}")
+        # Stress: a text that matches a fifth of the collection or more (a near-stopword such as
+        # "patients"); FTS5 scores every match, so these cost time in proportion to the match count.
+        total = store.count_papers()
+        stress = {label for label, _ in requests if matched[label] is not None and matched[label] >= total / 5}
+        plain = [t for (label, _, f) in CASES if label not in stress and f == PaperFilter() for t in timings[label]]
+        filtered = [t for (label, _, f) in CASES if label not in stress and f != PaperFilter() for t in timings[label]]
+        heavy = [t for label in stress for t in timings[label]]
+        every = [t for values in timings.values() for t in values]
+        print(f"\nstress queries (text in >= 20% of papers): {', '.join(sorted(stress))}")
+        for name, values in (("typical, no filters", plain), ("typical, filtered", filtered),
+                             ("typical, all", plain + filtered), ("stress", heavy), ("every query", every)):
+            print(f"{name:<20} runs {len(values):>4}  p50 {pct(values, 0.50):7.1f} ms  p95 {pct(values, 0.95):7.1f} ms")
+        for name, values in (("typical", plain + filtered), ("every query", every)):
+            ok = pct(values, 0.50) < 50 and pct(values, 0.95) < 200
+            print(f"targets p50 < 50 ms, p95 < 200 ms, {name}: {'met' if ok else 'NOT met'}")
+        print(f"load average now {os.getloadavg()[0]:.2f}")
+        store.close()
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

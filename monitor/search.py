@@ -1,0 +1,335 @@
+"""Search: the user's query syntax → a safe index query, the filters, and the search output formats.
+
+:func:`parse_query` turns forgiving user text into a tree of :class:`~monitor.types.TextTerm` /
+``TextAny`` / ``TextAll``; every word reaches FTS5 as a quoted string, so nothing typed is index syntax.
+Understood: words (all must appear), ``"exact phrases"``, ``OR`` between alternatives, ``-word`` or
+``NOT word`` to exclude, ``probio*`` prefixes, ``( … )`` grouping and ``title:``/``abstract:``/
+``keyword:``/``mesh:``/``author:`` to look in one field. ``GLP-1``, ``IL-17``, ``TNF-α`` are matched as
+written (the index splits them into "glp 1" the same way it split the papers). Matching is
+case-insensitive, ignores accents (ö = o) and stems English words (probiotic = probiotics).
+
+:func:`search` is the one entry point (the CLI and any later caller such as a scheduler use it); SQL stays
+in :mod:`monitor.store`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence, TextIO
+
+from .errors import SearchSyntaxError, UsageError
+from .export import CSV_COLUMNS, WRITERS, _csv_row, paper_record
+from .store import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, Storage
+from .types import TextAll, TextAny, TextNode, TextTerm
+
+FORMATS = ("table", "json", "jsonl", "csv", "ris", "bibtex", "csl-json")
+FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
+          "keywords": "keywords", "kw": "keywords", "mesh": "mesh", "author": "authors", "authors": "authors",
+          "au": "authors"}
+_FIELD_RE = re.compile(r"^([A-Za-z]+):(.*)$", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """What to look for. ``text`` None lists every paper that passes the filters. ``sort``: ``relevance``
+    or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match."""
+
+    text: str | None = None
+    filters: PaperFilter = PaperFilter()
+    sort: str | None = None
+    limit: int | None = 20
+
+
+def search(store: Storage, request: SearchRequest) -> list[SearchHit]:
+    """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change), query the
+    store, and fill in plain snippets where the store has none (PostgreSQL)."""
+    node = parse_query(request.text) if request.text is not None else None
+    sort = request.sort or ("relevance" if node is not None else "date")
+    hits = store.search(node, request.filters, sort=sort, limit=request.limit)
+    if node is None:
+        return hits
+    return [h if h.snippet is not None else SearchHit(h.paper, h.score, plain_snippet(h.paper.article.abstract_text
+                                                                                       or h.paper.article.title, node))
+            for h in hits]
+
+
+# ------------------------------------------------------------------ the query language
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # term | ( | ) | OR | NOT | -
+    term: TextTerm | None = None
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            out.append(_Tok(c))
+            i += 1
+        elif c == "-" and i + 1 < n and not text[i + 1].isspace() and text[i + 1] != "-":
+            out.append(_Tok("-"))
+            i += 1
+        elif c == '"':
+            end = text.find('"', i + 1)
+            end = n if end < 0 else end  # an unclosed quote runs to the end
+            phrase, i = text[i + 1:end], end + 1
+            prefix = i < n and text[i] == "*"
+            i += prefix
+            _add_term(out, phrase, prefix, None)
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] not in '()"':
+                j += 1
+            word, i = text[i:j], j
+            if word in ("OR", "|", "||"):
+                out.append(_Tok("OR"))
+                continue
+            if word in ("AND", "&", "&&", "+"):
+                continue  # words are ANDed anyway
+            if word == "NOT":
+                out.append(_Tok("-"))
+                continue
+            column = None
+            m = _FIELD_RE.match(word)
+            if m and m.group(1).lower() in FIELDS:
+                column, word = FIELDS[m.group(1).lower()], m.group(2)
+                if not word and i < n and text[i] == '"':  # title:"a phrase"
+                    end = text.find('"', i + 1)
+                    end = n if end < 0 else end
+                    word, i = text[i + 1:end], end + 1
+                    prefix = i < n and text[i] == "*"
+                    i += prefix
+                    _add_term(out, word, prefix, column)
+                    continue
+            word = word.lstrip("+")
+            prefix = word.endswith("*")
+            _add_term(out, word.rstrip("*"), prefix, column)
+    return out
+
+
+def _add_term(out: list[_Tok], text: str, prefix: bool, column: str | None) -> None:
+    text = " ".join(text.replace("*", " ").split())
+    if any(ch.isalnum() for ch in text):
+        out.append(_Tok("term", TextTerm(text, prefix, column)))
+    elif out and out[-1].kind == "-":
+        out.pop()  # "-" before something that is not searchable: drop both
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Tok]) -> None:
+        self.toks = tokens
+        self.i = 0
+
+    def peek(self) -> str | None:
+        return self.toks[self.i].kind if self.i < len(self.toks) else None
+
+    def group(self, top: bool) -> tuple[list[TextNode], list[TextNode]]:
+        """Items up to the closing bracket (or the end): (required parts, excluded parts)."""
+        parts: list[TextNode] = []
+        excluded: list[TextNode] = []
+        while (kind := self.peek()) is not None:
+            if kind == ")":
+                self.i += 1
+                if top:
+                    continue  # an unmatched ")": ignore it
+                break
+            if kind == "OR":
+                self.i += 1  # a dangling OR (at the start, or doubled): ignore it
+                continue
+            alternatives: list[tuple[bool, TextNode | None, list[TextNode]]] = [self.unary()]
+            while self.peek() == "OR":
+                self.i += 1
+                if self.peek() in (None, ")", "OR"):
+                    break
+                alternatives.append(self.unary())
+            positives: list[TextNode] = []
+            for negated, node, inner_excluded in alternatives:
+                excluded += inner_excluded
+                if node is None:
+                    continue
+                (excluded if negated else positives).append(node)  # "-x" among alternatives still excludes
+            if len(positives) == 1:
+                parts.append(positives[0])
+            elif positives:
+                parts.append(TextAny(tuple(positives)))
+        return parts, excluded
+
+    def unary(self) -> tuple[bool, TextNode | None, list[TextNode]]:
+        negated = False
+        while self.peek() == "-":
+            self.i += 1
+            negated = not negated
+        kind = self.peek()
+        if kind == "term":
+            tok = self.toks[self.i]
+            self.i += 1
+            return negated, tok.term, []
+        if kind == "(":
+            self.i += 1
+            parts, excluded = self.group(top=False)
+            node = _all(parts, excluded) if parts else None
+            # A bracket holding only exclusions excludes in the enclosing group.
+            return negated, node, [] if parts else excluded
+        return negated, None, []
+
+
+def _all(parts: Sequence[TextNode], excluded: Sequence[TextNode]) -> TextNode:
+    if len(parts) == 1 and not excluded:
+        return parts[0]
+    return TextAll(tuple(parts), tuple(excluded))
+
+
+def parse_query(text: str) -> TextNode:
+    """User text → query tree; :class:`SearchSyntaxError` when nothing searchable is left."""
+    parser = _Parser(_tokens(text))
+    parts, excluded = parser.group(top=True)
+    if not parts:
+        if excluded:
+            raise SearchSyntaxError(f"search {text!r} only excludes words; add at least one word the papers "
+                                    "must contain")
+        raise SearchSyntaxError(f"search {text!r} has no words to search for (punctuation alone is not "
+                                "indexed); give a word, a \"phrase\" or a prefix*")
+    return _all(parts, excluded)
+
+
+def plain_snippet(text: str, node: TextNode, width: int = 160) -> str:
+    """A snippet without the index (PostgreSQL): the text around the first matched term, matches marked."""
+    terms = [t.text for t in _terms(node)]
+    if not terms:
+        return text[:width]
+    rx = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.I)
+    first = rx.search(text)
+    start = max(0, first.start() - width // 3) if first else 0
+    window = text[start:start + width]
+    marked = rx.sub(lambda m: f"{SNIPPET_OPEN}{m.group(0)}{SNIPPET_CLOSE}", window)
+    return ("…" if start else "") + marked + ("…" if start + width < len(text) else "")
+
+
+def _terms(node: TextNode) -> list[TextTerm]:
+    if isinstance(node, TextTerm):
+        return [node]
+    return [t for p in node.parts for t in _terms(p)]
+
+
+# ------------------------------------------------------------------ output
+
+
+def marked(snippet: str | None, open_: str = "**", close: str = "**") -> str | None:
+    """A snippet with the index's match markers replaced (``**word**`` by default, as in Markdown)."""
+    if snippet is None:
+        return None
+    return snippet.replace(SNIPPET_OPEN, open_).replace(SNIPPET_CLOSE, close)
+
+
+def hit_record(rank: int, hit: SearchHit) -> dict[str, Any]:
+    """The export record of the paper plus ``search``: rank (1 = best), score and the snippet with the
+    matched words as ``**word**``."""
+    record = paper_record(hit.paper)
+    record["search"] = {"rank": rank, "score": hit.score, "snippet": marked(hit.snippet)}
+    return record
+
+
+def write_hits(hits: Sequence[SearchHit], fmt: str, out: TextIO) -> int:
+    """Write search results best first in a machine format (``table`` is :func:`render_table`)."""
+    if fmt == "jsonl":
+        for rank, hit in enumerate(hits, 1):
+            out.write(json.dumps(hit_record(rank, hit), ensure_ascii=False, sort_keys=True) + "\n")
+    elif fmt == "json":
+        json.dump([hit_record(rank, hit) for rank, hit in enumerate(hits, 1)], out, ensure_ascii=False,
+                  sort_keys=True, indent=1)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=("rank", "score", "snippet", *CSV_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for rank, hit in enumerate(hits, 1):
+            writer.writerow({"rank": rank, "score": "" if hit.score is None else f"{hit.score:.4f}",
+                             "snippet": marked(hit.snippet) or "", **_csv_row(hit.paper)})
+    else:
+        WRITERS[fmt]((h.paper for h in hits), out)
+    return len(hits)
+
+
+def render_table(hits: Sequence[SearchHit], *, limit: int | None, width: int | None = None) -> Iterable[Any]:
+    """Rich renderables for a terminal: one row per paper (rank, PMID, year, title with the snippet under
+    it, journal, tags), then a line saying how many were shown."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_lines=True, expand=True, width=width)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("PMID", no_wrap=True)
+    table.add_column("year", no_wrap=True)
+    table.add_column("title / matching text", ratio=5)
+    table.add_column("journal", ratio=1)
+    table.add_column("tags", ratio=2)
+    for rank, hit in enumerate(hits, 1):
+        a = hit.paper.article
+        cell = Text(a.title, style="bold")
+        if hit.paper.article.is_retracted:
+            cell = Text("[RETRACTED] ", style="bold red") + cell
+        if hit.snippet:
+            cell.append("\n")
+            cell.append_text(Text.from_markup(escape(hit.snippet).replace(SNIPPET_OPEN, "[reverse]")
+                                              .replace(SNIPPET_CLOSE, "[/reverse]")))
+        t = hit.paper.tagging
+        tags = ", ".join((*t.conditions, *t.interventions, *t.designs)) if t else ""
+        if t and t.gut_skin_relevant:
+            tags = (tags + ", " if tags else "") + "gut-skin"
+        table.add_row(str(rank), a.pmid, str(a.year or ""), cell, a.journal.iso_abbreviation or a.journal.title or "",
+                      tags)
+    more = " (the limit; --limit N or --limit 0 for all)" if limit is not None and len(hits) == limit else ""
+    noun = "paper" if len(hits) == 1 else "papers"
+    return [table, f"{len(hits)} {noun}{more}"] if hits else ["no papers match"]
+
+
+# ------------------------------------------------------------------ option values
+
+
+def tag_ids(values: Iterable[str], known: Sequence[str], option: str) -> tuple[str, ...]:
+    """Tag ids from ``--condition``-style values: repeatable and comma-separated, forgiving about case,
+    spaces and hyphens ("Atopic dermatitis" → ``atopic_dermatitis``); an unknown id is a usage error that
+    lists the known ones."""
+    out: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            tag = re.sub(r"[\s\-]+", "_", item.strip().lower())
+            if tag not in known:
+                raise UsageError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}")
+            out.append(tag)
+    return tuple(dict.fromkeys(out))
+
+
+def period(value: str | None, option: str, *, end: bool) -> dt.date | None:
+    """``2024`` / ``2024-03`` / ``2024-03-15`` → the first day of that period (``end``: the last day)."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?", value.strip())
+    try:
+        if not m:
+            raise ValueError
+        year = int(m.group(1))
+        if m.group(3):
+            return dt.date(year, int(m.group(2)), int(m.group(3)))
+        if m.group(2):
+            month = int(m.group(2))
+            first = dt.date(year, month, 1)
+            if not end:
+                return first
+            return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        return dt.date(year, 12, 31) if end else dt.date(year, 1, 1)
+    except ValueError:
+        raise UsageError(f"{option}: expected a year (2024), a month (2024-03) or a day (2024-03-15), "
+                                f"got {value!r}") from None
