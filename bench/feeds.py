@@ -120,11 +120,13 @@ def main() -> int:
         f"replicated), {first.papers:,} of them gut–skin relevant"
         + (f"; database built in {built:.0f} s" if built else "") + ".",
         "",
-        "| run | seconds | CPU seconds | feeds | documents (incl. archive pages) | rendered | files written |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | seconds | CPU seconds (this process) | processes | feeds | documents (incl. archive pages) | rendered "
+        "| files written |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, seconds, cpu_seconds, report in runs:
-        lines.append(f"| {label} | {seconds:.2f} | {cpu_seconds:.2f} | {report.feeds} | {report.documents:,} | "
+        lines.append(f"| {label} | {seconds:.2f} | {cpu_seconds:.2f} | {report.processes} | {report.feeds} | "
+                     f"{report.documents:,} | "
                      f"{report.rendered:,} | {report.write.written:,} |")
     worst = max(r[1] for r in runs)
     lines += [

@@ -24,19 +24,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import hashlib
 import html
 import json
 import os
 import re
+import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
@@ -55,6 +58,7 @@ HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
+_IOV_MAX = 512  # pieces per writev call (Linux and macOS allow 1024)
 MANIFEST = ".monitor-feeds.json"  # the files we wrote last time, so stale ones can go (never anything else)
 
 STATUS_LABEL = {
@@ -104,6 +108,12 @@ class ItemRef:
     pmid: str
     fingerprint: str  # changes whenever the rendered item would
     change: StatusChange | None = None
+    token: bytes = b""  # what a document's fingerprint takes from this item (see _ref)
+
+
+def _ref(guid: str, at: dt.datetime, pmid: str, fingerprint: str, change: StatusChange | None = None) -> ItemRef:
+    # Encoded once per item rather than once per document that holds it (a paper is in ten or so).
+    return ItemRef(guid, at, pmid, fingerprint, change, f"|{guid}|{at.isoformat()}|{fingerprint}".encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +130,7 @@ class Document:
     def fingerprint(self, settings: FeedsConfig) -> str:
         h = hashlib.sha256(f"{RENDER_VERSION}|{settings.base_url}|{self.title}|{self.feed.description}|"
                            f"{self.links}|{self.archive}".encode("utf-8"))
-        for item in self.items:
-            h.update(f"|{item.guid}|{item.at.isoformat()}|{item.fingerprint}".encode("utf-8"))
+        h.update(b"".join(item.token for item in self.items))
         return h.hexdigest()
 
 
@@ -162,26 +171,35 @@ def plan_feeds(rows: Sequence[FeedRow], changes: Sequence[StatusChange], taxonom
 
     for name in queries:
         query_feed(name)
+    # Feed paths per tag id and pair, made once (a large collection has few tags and many papers).
+    tag_paths: dict[str, str] = {}
+    pair_paths: dict[tuple[str, str], str] = {}
+
+    def tag_feed(tag_id: str, kind: str) -> str:
+        path = tag_paths.get(tag_id)
+        if path is None:
+            label = _label(taxonomy, tag_id)
+            path = tag_paths[tag_id] = feed(f"{tag_id}.xml", kind, f"{title}: {label}",
+                                            f"Gut–skin relevant papers on {label.lower()}.")
+        return path
+
+    def pair_feed(cond: str, interv: str) -> str:
+        path = pair_paths.get((cond, interv))
+        if path is None:
+            c, i = _label(taxonomy, cond), _label(taxonomy, interv)
+            path = pair_paths[cond, interv] = feed(f"{cond}/{interv}.xml", "pair", f"{title}: {c} × {i}",
+                                                   f"Gut–skin relevant papers on {c.lower()} and {i.lower()}.")
+        return path
+
+    placed: list[tuple[ItemRef, list[str]]] = []
     paths_of: dict[str, tuple[FeedRow, list[str]]] = {}
     for row in rows:
         paths = ["main.xml"]
-        for cond in row.conditions:
-            label = _label(taxonomy, cond)
-            paths.append(feed(f"{cond}.xml", "condition", f"{title}: {label}",
-                              f"Gut–skin relevant papers on {label.lower()}."))
-        for interv in row.interventions:
-            label = _label(taxonomy, interv)
-            paths.append(feed(f"{interv}.xml", "intervention", f"{title}: {label}",
-                              f"Gut–skin relevant papers on {label.lower()}."))
-        for cond in row.conditions:
-            for interv in row.interventions:
-                c, i = _label(taxonomy, cond), _label(taxonomy, interv)
-                paths.append(feed(f"{cond}/{interv}.xml", "pair", f"{title}: {c} × {i}",
-                                  f"Gut–skin relevant papers on {c.lower()} and {i.lower()}."))
+        paths += [tag_feed(cond, "condition") for cond in row.conditions]
+        paths += [tag_feed(interv, "intervention") for interv in row.interventions]
+        paths += [pair_feed(cond, interv) for cond in row.conditions for interv in row.interventions]
         paths += [query_feed(name) for name in row.queries]
-        item = ItemRef(f"pubmed:{row.pmid}", row.first_seen_at, row.pmid, row.fingerprint)
-        for path in paths:
-            members[path].append(item)
+        placed.append((_ref(f"pubmed:{row.pmid}", row.first_seen_at, row.pmid, row.fingerprint), paths))
         paths_of[row.pmid] = (row, paths)
     status_items = 0
     for change in changes:
@@ -190,15 +208,19 @@ def plan_feeds(rows: Sequence[FeedRow], changes: Sequence[StatusChange], taxonom
             continue  # not a delivered paper, or the change arrived with the paper itself
         row, paths = found
         stamp = change.notice_pmid or change.at.strftime("%Y%m%dT%H%M%SZ")
-        item = ItemRef(f"pubmed:{row.pmid}:{change.kind}:{stamp}", change.at, row.pmid, row.fingerprint, change)
+        placed.append((_ref(f"pubmed:{row.pmid}:{change.kind}:{stamp}", change.at, row.pmid, row.fingerprint,
+                            change), paths))
         status_items += 1
+    # One sort of every item; each feed then receives its items already in order.
+    placed.sort(key=lambda entry: _item_key(entry[0]))
+    for item, paths in placed:
         for path in paths:
             members[path].append(item)
 
     documents: list[Document] = []
     listed: list[tuple[FeedDef, int]] = []
     for path in sorted(members, key=_feed_order):
-        items = sorted(members[path], key=_item_key)
+        items = members[path]
         documents += _pages(defs[path], items, settings)
         listed.append((defs[path], len(items)))
     return Plan(tuple(documents), tuple(listed), len(rows), status_items)
@@ -218,7 +240,7 @@ def _item_key(item: ItemRef) -> tuple[dt.datetime, str]:
 
 def _label(taxonomy: Taxonomy, tag_id: str) -> str:
     tag = taxonomy.tags.get(tag_id)
-    return tag.label if tag else tag_id.replace("_", " ")
+    return clean_text(tag.label) if tag else tag_id.replace("_", " ")
 
 
 def _archive_path(feed_path: str, page: int) -> str:
@@ -247,54 +269,79 @@ def _pages(feed: FeedDef, items: list[ItemRef], settings: FeedsConfig) -> list[D
 
 # ─────────────────────────────────────────────── items ──────────────────────────────────────────────────
 
-_NSMAP = {"content": CONTENT_NS, "dc": DC_NS}
-_ENCODED = f"{{{CONTENT_NS}}}encoded"
-_CREATOR = f"{{{DC_NS}}}creator"
-_NS_DECLS = (f' xmlns:content="{CONTENT_NS}"'.encode(), f' xmlns:dc="{DC_NS}"'.encode())
+# Items are written as text, not built as lxml trees: at a hundred thousand papers the trees cost most of a
+# generation. The escaping is lxml's own (the output is byte-identical to serialising an lxml element), and
+# every string has been through clean_text, so nothing XML cannot carry reaches these helpers.
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;",
+                               "\n": "&#10;", "\t": "&#9;"})
+_NEEDS_ESCAPE = re.compile("[&<>\r]")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _text(value: str) -> str:
+    """Element text as lxml escapes it."""
+    return value.translate(_TEXT_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
+
+
+def _attr(value: str) -> str:
+    """An attribute value (in double quotes) as lxml escapes it."""
+    return value.translate(_ATTR_ESCAPES)
+
+
+def rfc822(at: dt.datetime) -> str:
+    """RFC 822 date in UTC as RSS wants it ("Sun, 22 Nov 2026 06:00:00 +0000"), as email.utils formats it."""
+    u = at.astimezone(dt.timezone.utc)
+    return (f"{_DAYS[u.weekday()]}, {u.day:02d} {_MONTHS[u.month - 1]} {u.year:04d} "
+            f"{u.hour:02d}:{u.minute:02d}:{u.second:02d} +0000")
 
 
 def _item_xml(title: str, link: str, guid: str, at: dt.datetime, description: str, content: str,
               authors: str, categories: Iterable[tuple[str, str]]) -> bytes:
-    """One RSS 2.0 ``<item>``, serialised once and placed into every document that carries it (feedgen's
-    own entries cost about 100 µs each to build, which made large collections slow; the channel around
-    the items is still feedgen's)."""
-    item = etree.Element("item", nsmap=_NSMAP)
-    sub = etree.SubElement
-    sub(item, "title").text = clean_text(title)
-    sub(item, "link").text = link
-    sub(item, "description").text = clean_text(description)
-    sub(item, _ENCODED).text = etree.CDATA(clean_text(content).replace("]]>", "]]&gt;"))
-    guid_el = sub(item, "guid", isPermaLink="false")
-    guid_el.text = guid
-    for term, domain in categories:
-        sub(item, "category", domain=domain).text = term
-    sub(item, "pubDate").text = format_datetime(at.astimezone(dt.timezone.utc))
+    """One RSS 2.0 ``<item>``, serialised once and placed into every document that carries it (the channel
+    around the items is feedgen's; feedgen's own entries cost about 100 µs each to build). Every text
+    passed in is already clean (callers build it from clean_text'ed parts and our own constants)."""
+    cdata = content.replace("]]>", "]]&gt;")
+    parts = [f"<item><title>{_text(title)}</title><link>{_text(link)}</link>"
+             f"<description>{_text(description)}</description>"
+             f"<content:encoded><![CDATA[{cdata}]]></content:encoded>"
+             f'<guid isPermaLink="false">{_text(guid)}</guid>']
+    parts += [f'<category domain="{_attr(domain)}">{_text(term)}</category>' for term, domain in categories]
+    parts.append(f"<pubDate>{rfc822(at)}</pubDate>")
     if authors:
-        sub(item, _CREATOR).text = clean_text(authors)
-    text = etree.tostring(item, encoding="utf-8")
-    # The channel declares both prefixes; drop the declarations lxml puts on a detached item.
-    for decl in _NS_DECLS:
-        text = text.replace(decl, b"", 1)
-    return text
+        parts.append(f"<dc:creator>{_text(authors)}</dc:creator>")
+    parts.append("</item>")
+    return "".join(parts).encode("utf-8")
+
+
+class _Labels(dict[str, str]):
+    """Tag id → its clean label; an id the taxonomy does not know reads as itself with spaces."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        super().__init__((tag_id, clean_text(tag.label)) for tag_id, tag in taxonomy.tags.items())
+
+    def __missing__(self, tag_id: str) -> str:
+        return tag_id.replace("_", " ")
 
 
 def _paper_xml(pmid: str, at: dt.datetime, record: Mapping[str, Any], tagging: Mapping[str, Any],
-               taxonomy: Taxonomy, base: str) -> bytes:
+               labels: Mapping[str, str], base: str) -> bytes:
     title = clean_text(record.get("title")) or f"(untitled) PMID {pmid}"
     retracted = is_retracted(record)
     if retracted:
         title = f"[Retracted] {title}"
     authors = short_authors(record.get("authors") or ())
-    why = why_tagged(tagging.get("evidence") or (), taxonomy)
+    why = why_tagged(tagging.get("evidence") or (), labels)
     conditions, interventions = tagging.get("conditions") or (), tagging.get("interventions") or ()
     designs_ids = tagging.get("designs") or ()
-    designs = ", ".join(_label(taxonomy, d) for d in designs_ids) or DESIGN_LABEL_FALLBACK
+    designs = ", ".join([labels[d] for d in designs_ids]) or DESIGN_LABEL_FALLBACK
     source = journal_line(record)
     description = " · ".join(p for p in (source, designs, why and f"Why tagged: {why}") if p)
     categories = [(c, f"{base}index.html#conditions") for c in conditions]
     categories += [(i, f"{base}index.html#interventions") for i in interventions]
     categories += [(d, f"{base}index.html#designs") for d in designs_ids]
-    tags = [_label(taxonomy, t) for t in (*conditions, *interventions)]
+    tags = [labels[t] for t in (*conditions, *interventions)]
     content = _paper_html(pmid, record, retracted, authors, source, designs, tags, why)
     return _item_xml(title, f"{PUBMED}{pmid}/", f"pubmed:{pmid}", at, description, content, authors, categories)
 
@@ -354,16 +401,17 @@ def journal_line(record: Mapping[str, Any]) -> str:
     return out.strip()
 
 
-def why_tagged(evidence: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> str:
+def why_tagged(evidence: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> str:
     """One line from the evidence: each condition and intervention with where its best mention was."""
     parts = []
     seen: set[str] = set()
     for ev in evidence:
-        if ev.get("kind") not in ("condition", "intervention") or ev.get("tag") in seen:
+        tag_id = ev.get("tag")
+        if tag_id in seen or ev.get("kind") not in ("condition", "intervention"):
             continue
-        seen.add(ev["tag"])
+        seen.add(tag_id)
         where = str(ev.get("source", "")).replace("abstract:", "abstract, ").replace("_", " ").lower()
-        parts.append(f"{_label(taxonomy, ev['tag'])} ({where}: “{clean_text(ev.get('text'))}”)")
+        parts.append(f"{labels[tag_id]} ({where}: “{clean_text(ev.get('text'))}”)")
     return "; ".join(parts)
 
 
@@ -423,22 +471,34 @@ def render_document(doc: Document, items: Mapping[str, bytes], settings: FeedsCo
     """One feed document: feedgen builds the channel, the items (``guid`` → rendered ``<item>``) go in
     newest first. ``lastBuildDate`` is the newest item's date, so an unchanged document stays
     byte-identical; ``now`` only dates an empty one."""
-    fg = FeedGenerator()
-    fg.load_extension("dc", atom=False, rss=True)
-    fg.register_extension("history", _History, None, atom=False, rss=True)
+    return b"".join(_document_parts(doc, items, settings, now))
+
+
+def _document_parts(doc: Document, items: Mapping[str, bytes], settings: FeedsConfig, now: dt.datetime,
+                    channels: dict[str, FeedGenerator] | None = None) -> list[bytes]:
+    """:func:`render_document` as the pieces to write one after the other (no copy of the whole file).
+    ``channels`` keeps one feedgen channel per feed for its archive pages (what differs per page is set
+    again each time; building a FeedGenerator costs twice as much as reusing one)."""
+    fg = channels.get(doc.feed.path) if channels is not None else None
+    if fg is None:
+        fg = FeedGenerator()
+        fg.load_extension("dc", atom=False, rss=True)
+        fg.register_extension("history", _History, None, atom=False, rss=True)
+        fg.description(clean_text(doc.feed.description))
+        fg.language("en")
+        fg.generator("gut-skin-monitor", version=__version__)
+        fg.docs("https://www.rssboard.org/rss-specification")
+        if channels is not None:
+            channels[doc.feed.path] = fg
     fg.title(clean_text(doc.title))
-    fg.link(href=settings.base_url + doc.path, rel="self")
-    fg.link(href=settings.base_url + "index.html", rel="alternate")
-    fg.description(clean_text(doc.feed.description))
-    fg.language("en")
-    fg.generator("gut-skin-monitor", version=__version__)
-    fg.docs("https://www.rssboard.org/rss-specification")
+    fg.link([{"href": settings.base_url + doc.path, "rel": "self"},
+             {"href": settings.base_url + "index.html", "rel": "alternate"}], replace=True)
     fg.lastBuildDate(doc.items[-1].at if doc.items else now)
     fg.history.links = list(doc.links)
     fg.history.archive = doc.archive
     head = fg.rss_str(pretty=False)
     cut = head.rindex(b"</channel>")
-    return head[:cut] + b"".join(items[i.guid] for i in reversed(doc.items)) + head[cut:]
+    return [head[:cut], *(items[i.guid] for i in reversed(doc.items)), head[cut:]]
 
 
 def _opml(feeds: list[tuple[FeedDef, int]], settings: FeedsConfig, now: dt.datetime) -> bytes:
@@ -530,33 +590,15 @@ class WriteReport:
     out: Path
 
 
-def write_files(out: Path, files: Mapping[str, bytes], keep: set[str], previous: set[str]) -> WriteReport:
-    """Write ``files`` under ``out``, each atomically (temporary file + rename) and only if its bytes
-    changed; remove the files we wrote before (``previous``) that are no longer wanted (not in ``keep``)."""
+def _write_if_changed(target: Path, parts: Sequence[bytes]) -> bool:
+    """Write ``parts`` to ``target`` atomically unless it already holds exactly those bytes."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        written = unchanged = 0
-        for rel, data in sorted(files.items()):
-            target = out / rel
-            try:
-                if target.read_bytes() == data:
-                    unchanged += 1
-                    continue
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-            _atomic_write(target, data)
-            written += 1
-        removed = 0
-        for rel in sorted(previous - keep):
-            path = out / rel
-            if path.is_file():
-                path.unlink()
-                removed += 1
-                _prune_empty_dirs(path.parent, out)
-    except OSError as exc:
-        raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the "
-                           "config and that the folder is writable)") from None
-    return WriteReport(written, unchanged, removed, out)
+        if target.stat().st_size == sum(map(len, parts)) and target.read_bytes() == b"".join(parts):
+            return False
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    _atomic_write(target, parts)
+    return True
 
 
 def _read_manifest(out: Path) -> dict[str, str]:
@@ -571,12 +613,18 @@ def _read_manifest(out: Path) -> dict[str, str]:
             and not k.startswith(("/", "\\")) and ".." not in k.replace("\\", "/").split("/")}
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def _atomic_write(target: Path, parts: Sequence[bytes]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, "wb", buffering=0) as fh:
+            for start in range(0, len(parts), _IOV_MAX):
+                chunk = parts[start:start + _IOV_MAX]
+                # writev hands the kernel every piece at once, without joining them into one copy first.
+                done = os.writev(fd, chunk) if hasattr(os, "writev") else 0
+                rest = memoryview(b"".join(chunk))[done:]
+                while rest:  # what writev did not take (rare on files), or everything without writev
+                    rest = rest[fh.write(rest) or 0:]
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
@@ -594,6 +642,19 @@ def _prune_empty_dirs(folder: Path, stop: Path) -> None:
 # ─────────────────────────────────────────────── publish ────────────────────────────────────────────────
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Publishing holds a million small objects and makes no reference cycles; the cyclic collector's
+    passes over them cost about a fifth of a large generation, so it waits until we are done."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True, slots=True)
 class PublishReport:
     feeds: int
@@ -603,43 +664,146 @@ class PublishReport:
     status_items: int
     write: WriteReport
     plan: Plan
+    processes: int = 1  # 2 when a large rendering was split over a forked process
 
 
 def publish(store: Storage, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
-            queries: Sequence[str] = (), out: Path | None = None) -> PublishReport:
+            queries: Sequence[str] = (), out: Path | None = None, *, workers: int | None = None) -> PublishReport:
     """Plan every feed from the store, render the documents whose content changed since the last run
     (fingerprints in a manifest beside them), and write them with the OPML list and the index to ``out``
-    (default ``settings.out``). Idempotent: a second run with nothing new writes nothing."""
+    (default ``settings.out``). Idempotent: a second run with nothing new writes nothing.
+
+    A large rendering (a first generation, a new base_url) is split over two processes where that is safe
+    (see :func:`_render_split`); ``workers=1`` keeps it in this process. The output is the same either way."""
     out = out or settings.out
-    plan = plan_feeds(store.feed_rows(), store.status_changes(), taxonomy, settings, queries)
-    previous = _read_manifest(out)
-    wanted = {d.path: d.fingerprint(settings) for d in plan.documents}
-    stale = [d for d in plan.documents if previous.get(d.path) != wanted[d.path] or not (out / d.path).is_file()]
-    records = store.feed_records({i.pmid for d in stale for i in d.items})
+    with _gc_paused():
+        rows = store.feed_rows()
+        plan = plan_feeds(rows, store.status_changes(), taxonomy, settings, queries)
+        previous = _read_manifest(out)
+        wanted = {d.path: d.fingerprint(settings) for d in plan.documents}
+        stale = [d for d in plan.documents
+                 if previous.get(d.path) != wanted[d.path] or not (out / d.path).is_file()]
+        job = _RenderJob(store.feed_records({i.pmid for d in stale for i in d.items}),
+                         {row.pmid: row.tagging_json for row in rows}, _Labels(taxonomy), settings, now, out)
+        try:
+            done = _render_split(stale, job, workers)
+            extra = [_write_if_changed(out / "feeds.opml", [_opml(list(plan.feeds), settings, now)]),
+                     _write_if_changed(out / "index.html", [_index(list(plan.feeds), taxonomy, settings, now,
+                                                                   plan.papers, plan.status_items)])]
+            for path in done.incomplete:
+                wanted[path] = "incomplete"  # rendered again next time
+            removed = 0
+            for rel in sorted(set(previous) - set(wanted) - {"feeds.opml", "index.html"}):
+                path = out / rel
+                if path.is_file():
+                    path.unlink()
+                    removed += 1
+                    _prune_empty_dirs(path.parent, out)
+            manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
+            _atomic_write(out / MANIFEST, [orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)])
+        except OSError as exc:
+            raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the "
+                               "config and that the folder is writable)") from None
+    written = done.written + sum(extra)
+    report = WriteReport(written, len(stale) + len(extra) - written, removed, out)
+    return PublishReport(len(plan.feeds), len(plan.documents), len(stale), plan.papers, plan.status_items, report,
+                         plan, done.processes)
+
+
+# ───────────────────────────────────────── rendering in bulk ────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class _RenderJob:
+    """What rendering documents needs: stored record and tagging JSON by PMID (decoded per item, by whichever
+    process renders it), the tag labels, the settings, the time, the folder."""
+
+    records: Mapping[str, str]
+    taggings: Mapping[str, str]
+    labels: Mapping[str, str]
+    settings: FeedsConfig
+    now: dt.datetime
+    out: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    written: int
+    incomplete: tuple[str, ...]  # documents that lost items whose paper changed while we read
+    processes: int = 1
+
+
+def _render_and_write(docs: Sequence[Document], job: _RenderJob) -> _Rendered:
+    """Render each document (each item once) and write it; OSError goes to the caller."""
     items: dict[str, bytes] = {}
-    files: dict[str, bytes] = {}
-    for doc in stale:
+    channels: dict[str, FeedGenerator] = {}
+    base = job.settings.base_url
+    written = 0
+    incomplete = []
+    for doc in docs:
         present = []
         for ref in doc.items:
-            if ref.pmid not in records:
+            if ref.pmid not in job.records:
                 continue  # changed while we read (a concurrent run): rendered next time
             present.append(ref)
             if ref.guid not in items:
-                record, tagging = records[ref.pmid]
-                items[ref.guid] = (_status_xml(ref, record, settings.base_url) if ref.change else
-                                   _paper_xml(ref.pmid, ref.at, record, tagging, taxonomy, settings.base_url))
+                record = orjson.loads(job.records[ref.pmid])
+                items[ref.guid] = (_status_xml(ref, record, base) if ref.change else _paper_xml(
+                    ref.pmid, ref.at, record, orjson.loads(job.taggings[ref.pmid]), job.labels, base))
         if len(present) != len(doc.items):
-            wanted[doc.path] = "incomplete"
+            incomplete.append(doc.path)
             doc = dataclasses.replace(doc, items=tuple(present))
-        files[doc.path] = render_document(doc, items, settings, now)
-    files["feeds.opml"] = _opml(list(plan.feeds), settings, now)
-    files["index.html"] = _index(list(plan.feeds), taxonomy, settings, now, plan.papers, plan.status_items)
-    keep = set(wanted) | {"feeds.opml", "index.html"}
-    report = write_files(out, files, keep, set(previous))
-    manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
+        written += _write_if_changed(job.out / doc.path, _document_parts(doc, items, job.settings, job.now, channels))
+    return _Rendered(written, tuple(incomplete))
+
+
+PARALLEL_MIN_ITEMS = 20_000  # below this many item placements one process is quicker than forking
+
+
+def _render_split(docs: Sequence[Document], job: _RenderJob, workers: int | None) -> _Rendered:
+    """:func:`_render_and_write` over ``docs``, in two processes when the job is large, fork is available
+    (Linux) and this process runs no other thread (forking a threaded process, e.g. the scheduler daemon,
+    is not safe: that case stays in one process). The documents are split by time — the older archive
+    pages to a forked child, the newer pages and the subscription documents here — so most items are
+    rendered by one side only. The child shares the plan and the stored JSON by fork; it reports back
+    through a pipe and never touches the database."""
+    placements = sum(len(d.items) for d in docs)
+    if workers is None:
+        workers = 2 if placements >= PARALLEL_MIN_ITEMS and (os.cpu_count() or 1) >= 2 else 1
+    if workers < 2 or len(docs) < 2 or not hasattr(os, "fork") or not sys.platform.startswith("linux") \
+            or threading.active_count() > 1:
+        return _render_and_write(docs, job)
+    ordered = sorted(docs, key=lambda d: (d.items[0].at if d.items else job.now, d.path))
+    half, count, cut = placements / 2, 0, len(ordered)
+    for index, doc in enumerate(ordered):
+        if count >= half:
+            cut = index
+            break
+        count += len(doc.items)
+    older, newer = ordered[:cut], ordered[cut:]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: render its half, report, and leave without running the parent's cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            result = _render_and_write(older, job)
+            report = {"written": result.written, "incomplete": list(result.incomplete)}
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
+            report = {"error": getattr(exc, "strerror", None) or str(exc) or type(exc).__name__}
+        finally:
+            with contextlib.suppress(BaseException):
+                os.write(write_end, orjson.dumps(report))
+            os._exit(code)
+    os.close(write_end)
     try:
-        _atomic_write(out / MANIFEST, json.dumps(manifest, sort_keys=True, indent=0).encode("utf-8"))
-    except OSError as exc:
-        raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc}") from None
-    return PublishReport(len(plan.feeds), len(plan.documents), len(stale), plan.papers, plan.status_items, report,
-                         plan)
+        mine = _render_and_write(newer, job)
+    finally:
+        with os.fdopen(read_end, "rb") as pipe:
+            answer = pipe.read()
+        os.waitpid(pid, 0)
+    theirs = orjson.loads(answer) if answer else {"error": "the rendering process died"}
+    if "error" in theirs:
+        raise OSError(f"rendering older archive pages: {theirs['error']}")
+    return _Rendered(mine.written + theirs["written"], mine.incomplete + tuple(theirs["incomplete"]), 2)

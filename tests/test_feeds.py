@@ -19,6 +19,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -365,3 +366,64 @@ def test_feed_and_serve_errors_are_one_line(fw: FeedWorld, tmp_path: Path) -> No
     result = fw.monitor("feed")
     assert result.returncode == 2
     assert "feeds.limit: must be between 1 and 10000, not 0" in result.stderr
+
+
+# A large rendering is split over a forked process (feeds._render_split). The check runs in a fresh Python
+# so that no thread of this test process (servers of other tests) keeps the split from happening.
+_SPLIT_SCRIPT = r"""
+import dataclasses, datetime as dt, json, sys
+from pathlib import Path
+from monitor.config import load_config
+from monitor.errors import PublishError
+from monitor.feeds import publish
+from monitor.store import Storage
+from monitor.tagging import load_taxonomy, tag
+from tests.tagging_data import LABELLED, row_to_article
+
+tmp = Path(sys.argv[1])
+config = load_config(Path(sys.argv[2]), env={})
+taxonomy = load_taxonomy(config.tagging.taxonomy)
+rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+now = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)
+settings = dataclasses.replace(config.feeds, limit=4)
+names = [q.name for q in config.queries]
+out = {}
+with Storage.open(f"sqlite:///{tmp}/split.sqlite3") as store:
+    for n in range(4):  # four batches of the labelled records under fresh PMIDs, a day apart, two queries
+        batch = [dataclasses.replace(row_to_article(r), pmid=str(32_000_000 + n * 1000 + i)) for i, r in enumerate(rows)]
+        store.store_batch(batch, query=names[n % 2], now=now - dt.timedelta(days=4 - n),
+                          tagger=lambda a: tag(a, taxonomy))
+    for workers in (1, 2, 2):
+        r = publish(store, taxonomy, settings, now, queries=names, out=tmp / f"w{workers}", workers=workers)
+        out.setdefault(str(workers), []).append([r.processes, r.rendered, r.write.written, r.documents])
+    (tmp / "blocked").mkdir()
+    (tmp / "blocked" / "archive").write_text("a file where a folder must go")
+    try:
+        publish(store, taxonomy, settings, now, queries=names, out=tmp / "blocked", workers=2)
+    except PublishError as exc:
+        out["error"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_large_rendering_split_over_two_processes_writes_the_same_bytes(tmp_path: Path) -> None:
+    from tests.conftest import SHIPPED_CONFIG
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
+    done = subprocess.run([sys.executable, "-c", _SPLIT_SCRIPT, str(tmp_path), str(SHIPPED_CONFIG)],
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    (serial,) = result["1"]
+    first, again = result["2"]
+    assert serial[0] == 1 and first[0] == 2  # one process, then split over two
+    assert first[1] == first[3] == serial[3] > 20 and first[2] == serial[2]  # every document rendered and written
+    assert again[1:3] == [0, 0]  # nothing changed: nothing rendered or written
+    one, two = tmp_path / "w1", tmp_path / "w2"
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert any(str(f).startswith("archive/") for f in files)
+    for rel in files:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    assert "cannot write feeds to" in result["error"] and "\n" not in result["error"]
