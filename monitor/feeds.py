@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import hashlib
 import html
@@ -83,8 +84,10 @@ def clean_text(text: str | None) -> str:
     """Text safe for XML: control characters and lone surrogates removed."""
     if not text:
         return ""
-    if text.isascii() and text.isprintable():
-        return text  # the common case, ten times cheaper than the substitution
+    if text.isprintable():
+        # False for every character _CONTROL matches (and for harmless ones such as newlines): when it holds
+        # there is nothing to remove, found at a tenth of the substitution's cost.
+        return text
     return _CONTROL.sub("", text)
 
 
@@ -290,6 +293,7 @@ def _attr(value: str) -> str:
     return value.translate(_ATTR_ESCAPES)
 
 
+@functools.lru_cache(maxsize=4096)  # the papers one run finds share their first-found time
 def rfc822(at: dt.datetime) -> str:
     """RFC 822 date in UTC as RSS wants it ("Sun, 22 Nov 2026 06:00:00 +0000"), as email.utils formats it."""
     u = at.astimezone(dt.timezone.utc)
