@@ -82,6 +82,7 @@ class DigestConfig:
     first_days: int = 7
     max_papers: int = 150
     timeout: float = 60.0
+    ca_file: Path | None = None  # certificates to trust instead of the system's (a private mail server)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +199,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
     feeds = _feeds(_Reader(top.get("feeds", dict, {}), "feeds", file), path, env)
     raw_digest = top.get("digest", dict)
-    digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), env)
+    digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), path, env)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -280,7 +281,7 @@ def _feeds(r: _Reader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
         r.fail("title", "must be a non-empty string")
     return FeedsConfig(out=path.resolve().parent / out, base_url=base_url.rstrip("/") + "/", limit=limit,
                        title=(title or "").strip())
-def _digest(r: _Reader, env: Mapping[str, str]) -> DigestConfig:
+def _digest(r: _Reader, path: Path, env: Mapping[str, str]) -> DigestConfig:
     """``[digest]``: where and how the weekly email goes. Addresses and the subject prefix end up in mail
     headers, so line breaks are refused here rather than trusted to be escaped later."""
     if "smtp_password" in r.table or "password" in r.table:
@@ -304,6 +305,12 @@ def _digest(r: _Reader, env: Mapping[str, str]) -> DigestConfig:
     if not host or any(c.isspace() for c in host):
         r.fail("smtp_host", f"must be a host name, not {host!r}")
     user = r.text("smtp_user", "") or None
+    ca_name = r.text("ca_file", "") or ""
+    ca_file = path.resolve().parent / ca_name if ca_name.strip() else None
+    if ca_file is not None and not ca_file.is_file():
+        r.fail("ca_file", f"no such file: {ca_file} (a PEM file of the certificates that sign your SMTP server's)")
+    if ca_file is not None and security == "none":
+        r.fail("ca_file", 'is only used with security = "starttls" or "tls"')
     prefix = r.text("subject_prefix", "[gut-skin monitor]") or ""
     if any(c in prefix for c in "\r\n\x00"):
         r.fail("subject_prefix", "must be one line (no line breaks)")
@@ -320,6 +327,7 @@ def _digest(r: _Reader, env: Mapping[str, str]) -> DigestConfig:
         first_days=r.number("first_days", int, 7, 1, 3650),
         max_papers=r.number("max_papers", int, 150, 1, 10000),
         timeout=r.number("timeout", float, 60.0, 0.1, 3600),
+        ca_file=ca_file,
     )
     r.done()
     return cfg

@@ -476,7 +476,8 @@ class SmtpMailer:
         where = f"{cfg.smtp_host}:{cfg.smtp_port} ({cfg.security})"
         envelope_to = [parseaddr(r)[1] for r in cfg.recipients]
         try:
-            context = self.ssl_context or ssl.create_default_context()
+            context = self.ssl_context or ssl.create_default_context(
+                cafile=str(cfg.ca_file) if cfg.ca_file else None)
             if cfg.security == "tls":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout,
                                                      context=context)
@@ -499,6 +500,10 @@ class SmtpMailer:
         except smtplib.SMTPRecipientsRefused as exc:
             raise MailError(f"SMTP server {where} refused every recipient ({', '.join(exc.recipients)}); "
                             "check digest.to") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise MailError(f"SMTP server {where} sent a certificate we do not trust ({exc.verify_message}); if "
+                            "the server uses a private certificate authority, set digest.ca_file to its PEM "
+                            "file") from exc
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise MailError(f"cannot send through SMTP server {where}: {_smtp_reason(exc)}; check digest.smtp_host, "
                             "digest.smtp_port and digest.security, and that the server is up") from exc

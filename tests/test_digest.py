@@ -415,3 +415,115 @@ def test_migration_0004_upgrades_a_0003_database(tmp_path: Path) -> None:
     tables = {r[0] for r in sqlite3.connect(tmp_path / "old.sqlite3").execute(
         "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"digests", "digest_papers", "digest_events"} <= tables
+
+
+# ------------------------------------------------------------------ TLS and login against a real server
+
+PASSWORD = "correct horse battery staple"
+
+
+class TlsInbox(Inbox):
+    """Also records, per message, whether the session was encrypted and who logged in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[tuple[bool, bytes | None]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        encrypted = server.transport.get_extra_info("ssl_object") is not None
+        self.sessions.append((encrypted, getattr(session.auth_data, "login", None)))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _authenticate(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"digest-bot" \
+        and auth_data.password == PASSWORD.encode()
+    return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+
+class TlsController(LoopbackController):
+    """aiosmtpd with a certificate from a test CA: STARTTLS required before AUTH, or TLS from the first byte
+    (``implicit``). The readiness check speaks TLS as a client that trusts the test CA."""
+
+    def __init__(self, inbox: Inbox, ca, implicit: bool) -> None:
+        import ssl
+
+        server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server_side)
+        self.client_side = ssl.create_default_context()
+        ca.configure_trust(self.client_side)
+        self.implicit = implicit
+        tls = {"ssl_context": server_side} if implicit else {"tls_context": server_side, "require_starttls": True}
+        # aiosmtpd only counts STARTTLS as TLS for auth_require_tls, so with TLS from the first byte it would
+        # not offer AUTH at all; the handler checks that the session was encrypted either way.
+        super().__init__(inbox, hostname="127.0.0.1", port=0, authenticator=_authenticate,
+                         auth_require_tls=not implicit, **tls)
+
+    def _trigger_server(self) -> None:
+        import socket
+
+        self.port = self.server.sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", self.port), 1.0) as raw:
+            if self.implicit:
+                with self.client_side.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                    s.recv(1024)
+            else:
+                raw.recv(1024)
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_the_digest_goes_out_over_tls_with_a_login(tmp_path: Path, run_monitor, security: str) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    inbox = TlsInbox()
+    controller = TlsController(inbox, ca, implicit=security == "tls")
+    controller.start()
+    try:
+        site = Site(tmp_path, run_monitor, controller.port, extra='smtp_user = "digest-bot"\nca_file = "ca.pem"\n')
+        site.config.write_text(site.config.read_text(encoding="utf-8").replace(
+            'security = "none"', f'security = "{security}"'), encoding="utf-8")
+        dev = dd.dev_articles()
+        dd.store_week(site.store, dev[:8], WEEK1)
+        now = WEEK1 + SEND_HOUR
+
+        wrong = site.monitor("digest", now=now, env={"MONITOR_SMTP_PASSWORD": "wrong"})
+        assert wrong.returncode == 1 and len(wrong.stderr.strip().splitlines()) == 1
+        assert f"SMTP server 127.0.0.1:{controller.port} ({security}) refused the login for 'digest-bot'" \
+            in wrong.stderr and "MONITOR_SMTP_PASSWORD" in wrong.stderr
+
+        unset = site.monitor("digest", now=now, env={"MONITOR_SMTP_PASSWORD": ""})
+        assert unset.returncode == 2 and "MONITOR_SMTP_PASSWORD is not set" in unset.stderr
+
+        # Without the private CA the server's certificate is not trusted: a clear message, nothing sent.
+        site.config.write_text(site.config.read_text(encoding="utf-8").replace('ca_file = "ca.pem"\n', ""),
+                               encoding="utf-8")
+        untrusted = site.monitor("digest", now=now, env={"MONITOR_SMTP_PASSWORD": PASSWORD})
+        assert untrusted.returncode == 1 and "certificate we do not trust" in untrusted.stderr \
+            and "digest.ca_file" in untrusted.stderr and len(untrusted.stderr.strip().splitlines()) == 1
+        assert inbox.received == []
+        site.config.write_text(site.config.read_text(encoding="utf-8") + 'ca_file = "ca.pem"\n', encoding="utf-8")
+
+        sent = site.monitor("digest", now=now, env={"MONITOR_SMTP_PASSWORD": PASSWORD})
+        assert sent.returncode == 0, sent.stderr
+        assert inbox.sessions == [(True, b"digest-bot")]  # encrypted, logged in
+        (msg,) = inbox.messages()
+        assert sorted(listed(msg)) == sorted(dd.relevant_pmids(dev[:8]))  # the failed attempts lost nothing
+        again = site.monitor("digest", now=now, env={"MONITOR_SMTP_PASSWORD": PASSWORD})
+        assert again.returncode == 0 and again.stdout.startswith("no digest due") and len(inbox.received) == 1
+        site.store.close()
+    finally:
+        controller.stop()
+
+
+def test_ca_file_must_exist_and_needs_tls(tmp_path: Path, run_monitor) -> None:
+    site = Site(tmp_path, run_monitor, 2525, extra='ca_file = "missing.pem"\n')
+    site.store.close()
+    missing = site.monitor("digest", "--dry-run", now=WEEK1)
+    assert missing.returncode == 2 and "digest.ca_file" in missing.stderr and "no such file" in missing.stderr
+    (tmp_path / "ca.pem").write_text("not used")
+    site.write_config(2525, extra='ca_file = "ca.pem"\n')  # with security = "none"
+    plain = site.monitor("digest", "--dry-run", now=WEEK1)
+    assert plain.returncode == 2 and 'only used with security = "starttls" or "tls"' in plain.stderr
