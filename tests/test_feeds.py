@@ -189,6 +189,37 @@ def test_retracting_a_delivered_paper_adds_one_status_item_and_no_duplicate(fw: 
     assert guids(fw.parse("main.xml")) == ids  # nothing new: no second status item
 
 
+def test_a_revised_paper_keeps_its_one_item_and_an_erratum_adds_one_status_item(fw: FeedWorld) -> None:
+    assert fw.monitor("run", key=True).returncode == 0
+    revised, corrected = fw.relevant()[0], fw.relevant()[1]
+    before = {e.id: e for e in fw.parse("main.xml").entries}
+    fw.standin.today = TODAY + dt.timedelta(days=1)
+    # A new revision of the record (PubMed fixes the abstract): same guid, new text, no status item.
+    root = etree.fromstring(fw.standin.record_xml(revised["pmid"]))
+    (text,) = root.findall(".//Abstract/AbstractText")
+    text.text = text.text + " Corrected sentence added in the revision."
+    fw.standin.revise(revised["pmid"], etree.tostring(root))
+    # An erratum notice linked to another delivered paper.
+    xml = fw.standin.record_xml(corrected["pmid"]).decode()
+    erratum = ('<CommentsCorrections RefType="ErratumIn"><RefSource>J Test. 2026;1:2</RefSource>'
+               '<PMID Version="1">99999998</PMID></CommentsCorrections>')
+    xml = (xml.replace("<CommentsCorrectionsList>", "<CommentsCorrectionsList>" + erratum, 1)
+           if "<CommentsCorrectionsList>" in xml else xml.replace(
+               "</MedlineCitation>", f"<CommentsCorrectionsList>{erratum}</CommentsCorrectionsList></MedlineCitation>", 1))
+    fw.standin.revise(corrected["pmid"], xml.encode())
+    assert fw.monitor("run", key=True, now="2026-11-23T03:00:00+00:00").returncode == 0
+    main = fw.parse("main.xml")
+    ids = guids(main)
+    assert len(ids) == len(set(ids)) == len(before) + 1  # one new item: the erratum notice
+    item = next(e for e in main.entries if e.id == f"pubmed:{revised['pmid']}")
+    assert "Corrected sentence added in the revision." in item.content[0].value
+    assert item.published == before[item.id].published  # still dated when we first found it
+    (status,) = [e for e in main.entries if e.id.startswith(f"pubmed:{corrected['pmid']}:")]
+    assert status.id == f"pubmed:{corrected['pmid']}:erratum:99999998"
+    assert status.title.startswith("[Erratum] ") and {t.term for t in status.tags} == {"status_change", "erratum"}
+    assert not [e for e in main.entries if e.id.startswith(f"pubmed:{revised['pmid']}:")]
+
+
 def test_archives_page_old_items_with_rfc5005_links(tmp_path: Path, run_monitor) -> None:
     with StandIn(today=TODAY) as standin:
         fw = FeedWorld(standin, tmp_path, run_monitor, limit=3)
