@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import gzip
 import os
 import platform
 import re
@@ -38,8 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _results import write_section  # noqa: E402
-from monitor import pubmed  # noqa: E402
+from _results import real_records, write_section  # noqa: E402
 from monitor.store import Storage, decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
@@ -48,13 +46,7 @@ NOW = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
 
 
 def corpus() -> list[Article]:
-    seen: dict[str, Article] = {}
-    for path in sorted((ROOT / "tests" / "data" / "efetch").rglob("*.xml*")):
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        for item in pubmed.parse(data):
-            if isinstance(item, Article) and (item.title or item.abstract):
-                seen[item.pmid] = item
-    return list(seen.values())
+    return list(real_records().values())
 
 
 def build(db: Path, papers: int, articles: list[Article]) -> Storage:

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import functools
-import gzip
 import hashlib
 import json
 import os
@@ -47,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor import pubmed  # noqa: E402
+from _results import real_records  # noqa: E402
 from monitor.search import SearchRequest, parse_query, search  # noqa: E402
 from monitor.store import PaperFilter, Storage, article_json, tagging_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
@@ -84,12 +83,7 @@ CASES: list[tuple[str, str | None, PaperFilter]] = [
 
 
 def corpus() -> list[Article]:
-    seen: dict[str, Article] = {}
-    for path in sorted((ROOT / "tests" / "data" / "efetch").rglob("*.xml*")):
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        for item in pubmed.parse(data):
-            if isinstance(item, Article) and (item.title or item.abstract):
-                seen[item.pmid] = item
+    seen = real_records()
     for n, line in enumerate(LABELLED.read_text(encoding="utf-8").splitlines()):
         row = json.loads(line)
         row["pmid"] = row.get("pmid") or str(9_000_000 + n)
