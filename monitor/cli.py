@@ -22,13 +22,16 @@ from typing import Any, Callable, Iterator, TextIO, TypeVar
 import click
 
 from . import __version__
-from .clock import Clock, clock_from_env
+from .clock import Clock, SystemClock, clock_from_env
 from .config import Config, load_config, resolve_config_path
-from .cycle import Cycle, Progress, summarize
+from .cycle import Progress, summarize
 from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
 from .feeds import PublishReport
+from .jobs import CycleResult, monitoring_cycle
+from .lease import CYCLE as CYCLE_LEASE
+from .lease import Lease
 from .feeds import publish as publish_feeds
 from .search import FORMATS as SEARCH_FORMATS
 from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
@@ -85,10 +88,26 @@ class App:
         return publish_feeds(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
                              queries=[q.name for q in self.config.queries], out=out)
 
-    def client(self) -> EntrezClient:
-        client = EntrezClient(self.config.entrez)
+    def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
+        client = EntrezClient(self.config.entrez) if sleep is None else EntrezClient(self.config.entrez, sleep=sleep)
         self._closers.append(client.close)
         return client
+
+    def lease(self, name: str, purpose: str) -> Lease:
+        """A lease on the database. Its clock is always the real one: lease times are compared across
+        processes, which MONITOR_NOW (this process's data clock) must not skew."""
+        cfg = self.config.schedule
+        return Lease(self.store, name, purpose=purpose, clock=SystemClock(), seconds=cfg.lease_seconds,
+                     heartbeat=cfg.heartbeat_seconds)
+
+    def run_cycle(self, *, purpose: str, wait: float = 0.0, client: EntrezClient | None = None,
+                  lease: Lease | None = None, **options: Any) -> CycleResult:
+        """One monitoring cycle under the cycle lease, then the feeds (see :func:`monitor.jobs.monitoring_cycle`);
+        what `monitor run` and every scheduled cycle of `monitor start` call."""
+        tagger = self.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
+        return monitoring_cycle(config=self.config, store=self.store, client=client or self.client(),
+                                clock=self.clock, tagger=tagger, publish=self.publish,
+                                lease=lease or self.lease(CYCLE_LEASE, purpose), wait=wait, **options)
 
     def close(self) -> None:
         while self._closers:
@@ -156,27 +175,31 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
 @cli.command()
 @click.option("--query", "query_names", multiple=True, metavar="NAME", help="Run only this query (repeatable).")
 @click.option("--since", metavar="YYYY-MM-DD", help="Search from this Entrez date instead of the usual window.")
+@click.option("--wait", "wait", default=0.0, show_default=True, type=click.FloatRange(0, 86400), metavar="SECONDS",
+              help="If another process (the daemon, another run) is running a cycle, wait up to this long for it "
+                   "to finish; without it, exit 1 at once naming that process.")
 @click.pass_obj
 @handle_errors
-def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
+def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) -> None:
     """Run one monitoring cycle: search every query, store new and revised papers."""
     start = parse_date(since, "--since")
     if start and start > app.clock.now().date():
         raise UsageError(f"--since: {start} is in the future")
     config = app.config
     queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
-    tagger = app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
+    app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
     width = max(len(q.name) for q in queries + [config.queries[0]])
     with _progress() as progress:
-        cycle = Cycle(config, app.client(), app.store, app.clock, progress, tagger=tagger)
 
         def show(report: QueryReport) -> None:
             # rich's live bar redirects stdout, so plain echo lands above the bar.
             click.echo(_report_line(report, width))
 
-        report = cycle.run(queries, since=start, on_query=show)
+        result = app.run_cycle(purpose="monitor run", wait=wait, queries=queries, since=start, on_query=show,
+                               progress=progress)
+    report = result.report
     click.echo(_report_line(summarize(report), width, total=True))
-    _echo_publish(app.publish())  # feeds reflect what is stored, even after a partial failure
+    _echo_publish(result.published)  # feeds reflect what is stored, even after a partial failure
     if not report.ok:
         bad = [q.name for q in report.queries if q.status != "ok"]
         click.echo(f"monitor: error: {len(bad)} of {len(report.queries)} queries did not complete "

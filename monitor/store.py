@@ -188,6 +188,32 @@ digest_events = sa.Table(
     sa.Index("ix_digest_events_event", "event_id"),
 )
 
+# Leases (migration 0006): one row per held lease. A row whose ``expires_at`` has passed is free: its holder
+# stopped renewing it (crashed, killed, or the machine slept).
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),  # host/pid/random: unique per process and lease
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("purpose", sa.String(64), nullable=False),  # what the holder is doing: "monitor run", "daemon cycle" …
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Each scheduled job's last fire (migration 0006): what lets a restarted daemon see a fire it missed.
+schedule_state = sa.Table(
+    "schedule_state",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("last_fire_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_finished_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome", sa.String(20)),  # ok | partial | failed | skipped | stopped | not_due | sent …
+    sa.Column("message", sa.Text),
+)
+
 # Correction RefTypes that become a status-change event when they first appear on a stored paper.
 EVENT_KINDS = {
     "RetractionIn": "retraction",
@@ -294,6 +320,34 @@ class StatusEvent:
     detail: dict[str, Any]
     title: str
     doi: str | None
+
+
+# ---- lease and schedule values (issue 7)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who holds (or last held, if ``expires_at`` has passed) a lease."""
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    purpose: str
+    acquired_at: dt.datetime
+    heartbeat_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A scheduled job's last fire and how it ended."""
+
+    job: str
+    last_fire_at: dt.datetime
+    last_finished_at: dt.datetime | None
+    outcome: str | None
+    message: str | None
 
 
 def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
@@ -1090,6 +1144,90 @@ class Storage:
                          .values(status=status, finished_at=at, error=error))
 
 
+    # ---------------------------------------------------------------- leases and schedule state (issue 7)
+    # Each lease operation is one conditional statement in one transaction. On SQLite the statement takes
+    # the database write lock, so two processes' attempts are serialised; on PostgreSQL the upsert's row
+    # lock does the same. Times are compared in SQL, so every process must pass the same kind of clock.
+
+    def try_acquire_lease(self, name: str, *, holder: str, host: str, pid: int, purpose: str,
+                          now: dt.datetime, expires_at: dt.datetime) -> LeaseRow:
+        """Take the lease if it is free, expired or already ours; return whoever holds it afterwards
+        (``row.holder == holder`` means we do)."""
+        values = {"name": name, "holder": holder, "host": host, "pid": pid, "purpose": purpose,
+                  "acquired_at": _utc(now), "heartbeat_at": _utc(now), "expires_at": _utc(expires_at)}
+        stmt = self._upsert(locks).values(**values)
+        taken = locks.c.expires_at <= _utc(now)
+        mine = locks.c.holder == holder
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[locks.c.name],
+            set_={k: stmt.excluded[k] for k in values if k != "name"} | {
+                # Re-acquiring our own lease keeps the original acquired_at.
+                "acquired_at": sa.case((mine, locks.c.acquired_at), else_=stmt.excluded.acquired_at)},
+            where=sa.or_(taken, mine),
+        )
+        with self._tx("taking the lease") as conn:
+            conn.execute(stmt)
+            row = conn.execute(sa.select(locks).where(locks.c.name == name)).one()
+        return _lease_row(row)
+
+    def renew_lease(self, name: str, holder: str, now: dt.datetime, expires_at: dt.datetime) -> bool:
+        """Extend our lease; False if it is no longer ours (it expired and another process took it)."""
+        with self._tx("renewing the lease") as conn:
+            done = conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
+                                .values(heartbeat_at=_utc(now), expires_at=_utc(expires_at)))
+            return done.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Give the lease up (only if it is still ours); True if it was."""
+        with self._tx("releasing the lease") as conn:
+            done = conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+            return done.rowcount == 1
+
+    def lease(self, name: str) -> LeaseRow | None:
+        """The lease row as stored (it may have expired: compare ``expires_at`` with now)."""
+        with self._tx("reading the lease") as conn:
+            row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
+        return _lease_row(row) if row is not None else None
+
+    def record_fire(self, job: str, at: dt.datetime) -> None:
+        """A scheduled job fired (or the daemon set its baseline) at ``at``."""
+        values = {"job": job, "last_fire_at": _utc(at), "last_finished_at": None, "outcome": "running",
+                  "message": None}
+        stmt = self._upsert(schedule_state).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=[schedule_state.c.job],
+                                          set_={k: stmt.excluded[k] for k in values if k != "job"})
+        with self._tx("recording a scheduled fire") as conn:
+            conn.execute(stmt)
+
+    def record_job_outcome(self, job: str, at: dt.datetime, outcome: str, message: str | None = None) -> None:
+        with self._tx("recording a job's outcome") as conn:
+            conn.execute(schedule_state.update().where(schedule_state.c.job == job)
+                         .values(last_finished_at=_utc(at), outcome=outcome, message=message))
+
+    def job_states(self) -> dict[str, JobState]:
+        with self._tx("reading the schedule state") as conn:
+            rows = conn.execute(sa.select(schedule_state)).all()
+        return {r.job: JobState(r.job, _utc(r.last_fire_at), _utc(r.last_finished_at) if r.last_finished_at
+                                else None, r.outcome, r.message) for r in rows}
+
+    def last_run_started(self) -> dt.datetime | None:
+        """When the most recent run (scheduled or manual) started, if any."""
+        with self._tx("reading the run log") as conn:
+            value = conn.execute(sa.select(sa.func.max(runs.c.started_at))).scalar()
+        if isinstance(value, str):  # SQLite's max() over a DATETIME column returns the stored text
+            value = dt.datetime.fromisoformat(value)
+        return _utc(value) if value is not None else None
+
+    def _upsert(self, table: sa.Table) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+
 # ------------------------------------------------------------------ search (SQLite FTS5, migration 0005)
 
 # The full-text index: an FTS5 virtual table whose rowid is the PMID. Deliberately not in ``metadata``:
@@ -1289,6 +1427,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _lease_row(r: Any) -> LeaseRow:
+    return LeaseRow(r.name, r.holder, r.host, r.pid, r.purpose, _utc(r.acquired_at), _utc(r.heartbeat_at),
+                    _utc(r.expires_at))
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
