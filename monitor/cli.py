@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
 from . import __version__
-from .clock import Clock, SystemClock, clock_from_env
+from .clock import Clock, SystemClock, clock_from_env, running_clock_from_env
 from .config import Config, load_config, resolve_config_path
 from .cycle import Progress, summarize
 from .entrez import EntrezClient
@@ -51,6 +52,7 @@ class App:
 
     config_option: str | None
     debug: bool = False
+    verbose: int = 0
     _config: Config | None = None
     _store: Storage | None = None
     _clock: Clock | None = None
@@ -169,7 +171,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2 and not debug:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    ctx.obj = App(config_option=config_path, debug=debug)
+    ctx.obj = App(config_option=config_path, debug=debug, verbose=verbose)
 
 
 @cli.command()
@@ -351,7 +353,7 @@ def retag(app: App) -> None:
 @click.pass_obj
 @handle_errors
 def status(app: App, limit: int) -> None:
-    """Show the stored papers, each query's watermark and the last runs."""
+    """Show the stored papers, each query's watermark, the last runs, the schedule and who holds the lease."""
     store, config = app.store, app.config
     click.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"papers: {store.count_papers()} stored ({store.count_papers(include_deleted=True)} "
@@ -378,6 +380,56 @@ def status(app: App, limit: int) -> None:
         for qr in r.queries:
             note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
             click.echo(f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}")
+    _echo_schedule(app)
+
+
+def _echo_schedule(app: App) -> None:
+    """`monitor status`'s daemon sections: the schedule with its next fires, each job's last fire, the lease."""
+    from .lease import describe_holder
+    from .schedule import next_fire_times, trigger_for
+
+    cfg, now = app.config.schedule, app.clock.now()
+    states = app.store.job_states()
+    zone = ZoneInfo(cfg.timezone)
+    click.echo(f"schedule ({cfg.timezone}; `monitor start` runs it):")
+    jobs = [("cycle", cfg.cycle), ("digest", cfg.digest if app.config.digest is not None else None)]
+    for name, job in jobs:
+        state = states.get(name)
+        if job is None:
+            click.echo(f"  {name}: off (no [digest] table)")
+            continue
+        if job.every_seconds is not None:
+            base = job.describe()
+            if state is not None:
+                nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds)
+                fires = [nxt] if nxt > now else []
+                upcoming = _local(nxt, zone) if nxt > now else "due now (is the daemon running?)"
+            else:
+                fires, upcoming = [], "when `monitor start` starts"
+        else:
+            base = f"cron '{job.cron}'"
+            fires = next_fire_times(trigger_for(job, now), now, 3)
+            upcoming = ", ".join(_local(f, zone) for f in fires)
+        click.echo(f"  {name}: {base}; next: {upcoming}")
+        if state is not None:
+            finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at
+                        else "")
+            message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
+            click.echo(f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
+                       f"{state.outcome or 'running'}{message}")
+        else:
+            click.echo("      never fired")
+    from .lease import CYCLE, DIGEST
+
+    real_now = SystemClock().now()  # leases live in real time, whatever MONITOR_NOW says
+    click.echo(f"cycle lease: {describe_holder(app.store.lease(CYCLE), real_now)}")
+    if app.config.digest is not None:
+        click.echo(f"digest lease: {describe_holder(app.store.lease(DIGEST), real_now)}")
+
+
+def _local(when: dt.datetime, zone: ZoneInfo) -> str:
+    local = when.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(dt.timezone.utc):%H:%M} UTC)"
 
 
 @cli.command()
@@ -525,6 +577,49 @@ def search(app: App, text: tuple[str, ...], sort: str | None, limit: int, fmt: s
     with atomic_write(Path(out)) as fh:
         n = write_hits(hits, fmt, fh)
     click.echo(f"wrote {n} papers to {out}", err=True)
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def start(app: App) -> None:
+    """Run as a service: the monitoring cycle and the weekly digest on the [schedule] of queries.toml, one
+    cycle at a time across processes, until SIGTERM or Ctrl-C (exit 0). Log lines (key=value) go to stderr."""
+    import threading
+
+    from . import digest as digests
+    from .lease import DIGEST as DIGEST_LEASE
+    from .scheduler import Daemon, Jobs, configure_logging, stop_aware_sleep
+
+    # MONITOR_NOW starts the clock there and lets it run: a frozen clock would stop the schedule.
+    app._clock = running_clock_from_env()
+    config = app.config  # an invalid [schedule] (cron, timezone, interval) is a ConfigError: exit 2 here
+    app.tagger()  # so is a broken taxonomy
+    digest_cfg = digests.require(config) if config.digest is not None else None
+    configure_logging(app.clock, verbose=app.verbose)
+    stop = threading.Event()
+    client = app.client(sleep=stop_aware_sleep(stop))  # retry waits end at once on SIGTERM
+    cycle_lease = app.lease(CYCLE_LEASE, "monitor start (daemon cycle)")
+
+    def cycle(should_stop: Callable[[], str | None], on_query: Callable[[QueryReport], None],
+              on_cycle: Callable[[Any], None]) -> Any:
+        return app.run_cycle(purpose="monitor start", client=client, lease=cycle_lease, wait=0.0,
+                             stop=should_stop, on_query=on_query, on_cycle=on_cycle)
+
+    def digest() -> tuple[str, dict[str, Any]]:
+        assert digest_cfg is not None
+        vocabulary = digests.Vocabulary.from_taxonomy(app.taxonomy)
+        with app.lease(DIGEST_LEASE, "monitor start (digest)").held():
+            report = digests.send_due(config, app.store, app.clock, digests.SmtpMailer(digest_cfg), vocabulary)
+        if report.status == "not_due":
+            return "not_due", {"last_sent": report.last_sent, "next_due": report.next_due}
+        return report.status, {"digest_id": report.digest_id, "recipients": len(report.recipients),
+                               "refused": len(report.refused) or None,
+                               "papers": report.digest.new_count if report.digest else None}
+
+    daemon = Daemon(config, app.store, app.clock, Jobs(cycle, digest if digest_cfg else None), cycle_lease,
+                    stop_event=stop)
+    sys.exit(daemon.run())
 
 
 # ------------------------------------------------------------------ progress

@@ -6,6 +6,7 @@ cycle lease, and the digest under its own. `monitor run` and the daemon (:mod:`m
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -17,6 +18,8 @@ from .feeds import PublishReport
 from .lease import Lease
 from .store import Storage, Tagger
 from .types import QueryReport, RunReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,11 @@ def monitoring_cycle(*, config: Config, store: Storage, client: EntrezClient, cl
         return stop() if stop is not None else None
 
     with lease.held(wait):
+        dead = store.close_dead_runs(clock.now(), "its process died mid-cycle (its lease lapsed unreleased); "
+                                                  "the next cycle covered its window again")
+        if dead:
+            log.warning("closed run(s) #%s: left 'running' by a process that died mid-cycle",
+                        ", #".join(map(str, dead)))
         cycle = Cycle(config, client, store, clock, progress, tagger=tagger, stop=should_stop)
         if on_cycle is not None:
             on_cycle(cycle)

@@ -131,7 +131,7 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed
+    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed | stopped | abandoned
     sa.Column("message", sa.Text),
 )
 
@@ -1209,6 +1209,16 @@ class Storage:
             rows = conn.execute(sa.select(schedule_state)).all()
         return {r.job: JobState(r.job, _utc(r.last_fire_at), _utc(r.last_finished_at) if r.last_finished_at
                                 else None, r.outcome, r.message) for r in rows}
+
+    def close_dead_runs(self, at: dt.datetime, message: str) -> list[int]:
+        """Mark runs still ``running`` as ``abandoned``. Only called by the holder of the cycle lease: every
+        cycle runs under it, so a run that is still ``running`` then belongs to a process that died."""
+        with self._tx("closing abandoned runs") as conn:
+            ids = list(conn.execute(sa.select(runs.c.id).where(runs.c.status == "running")).scalars())
+            if ids:
+                conn.execute(runs.update().where(runs.c.id.in_(ids))
+                             .values(status="abandoned", finished_at=_utc(at), message=message))
+        return ids
 
     def last_run_started(self) -> dt.datetime | None:
         """When the most recent run (scheduled or manual) started, if any."""
