@@ -438,9 +438,19 @@ class Storage:
             raise StorageError(f"database error while {doing}: {_reason(exc)}") from exc
 
     @contextlib.contextmanager
-    def _tx(self, doing: str) -> Iterator[Connection]:
-        with self._errors(doing), self.engine.begin() as conn:
-            yield conn
+    def _tx(self, doing: str, immediate: bool = False) -> Iterator[Connection]:
+        """One transaction. ``immediate``: for a transaction that reads before it writes, take SQLite's write
+        lock at BEGIN. A deferred one that read first fails at once with "database is locked" if another
+        process (a second daemon renewing or trying its lease) committed in between; an immediate one waits
+        its turn under the busy timeout instead."""
+        if not immediate:
+            with self._errors(doing), self.engine.begin() as conn:
+                yield conn
+            return
+        with self._errors(doing), self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin_immediate=True)
+            with conn.begin():
+                yield conn
 
     # ---------------------------------------------------------------- papers
 
@@ -470,7 +480,7 @@ class Storage:
         updated: list[str] = []
         unchanged: list[str] = []
         deleted: list[str] = []
-        with self._tx("storing papers") as conn:
+        with self._tx("storing papers", immediate=True) as conn:
             old = self._meta(conn, list(articles) + deletions)
             inserts: list[dict[str, Any]] = []
             for pmid, article in articles.items():
@@ -513,7 +523,7 @@ class Storage:
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
         """Record that ``query`` found these stored papers; returns how many links are new."""
-        with self._tx("linking papers to a query") as conn:
+        with self._tx("linking papers to a query", immediate=True) as conn:
             return self._link(conn, list(pmids), query, now, run_id)
 
     def _link(self, conn: Connection, pmids: list[str], query: str, now: dt.datetime, run_id: int | None,
@@ -714,7 +724,7 @@ class Storage:
         total = _Changes()
         last = -1
         while True:
-            with self._tx("retagging papers") as conn:
+            with self._tx("retagging papers", immediate=True) as conn:
                 rows = conn.execute(
                     sa.select(papers.c.pmid, paper_tag_inputs.c.tag_input, paper_tagging.c.tagging,
                               paper_tagging.c.taxonomy_version)
@@ -1214,11 +1224,9 @@ class Storage:
         """Mark runs still ``running`` as ``abandoned``. Only called by the holder of the cycle lease: every
         cycle runs under it, so a run that is still ``running`` then belongs to a process that died."""
         with self._tx("closing abandoned runs") as conn:
-            ids = list(conn.execute(sa.select(runs.c.id).where(runs.c.status == "running")).scalars())
-            if ids:
-                conn.execute(runs.update().where(runs.c.id.in_(ids))
-                             .values(status="abandoned", finished_at=_utc(at), message=message))
-        return ids
+            return sorted(conn.execute(runs.update().where(runs.c.status == "running")
+                                       .values(status="abandoned", finished_at=_utc(at), message=message)
+                                       .returning(runs.c.id)).scalars())
 
     def last_run_started(self) -> dt.datetime | None:
         """When the most recent run (scheduled or manual) started, if any."""
@@ -1424,9 +1432,14 @@ def _engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so BEGIN IMMEDIATE is possible.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_begin_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
