@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import monitor_executable
 from tests.eutils_standin import StandIn
 from tests.test_cycle_e2e import NOW, TODAY
+from tests.test_digest import smtp  # noqa: F401 - the aiosmtpd fixture
 from tests.test_feeds import FeedWorld
 
 SHIPPED_SCHEDULE = 'cycle = "30 3 * * *"'
@@ -312,3 +313,114 @@ def test_a_killed_daemons_lease_expires_and_the_next_one_proceeds(dw: DaemonWorl
     assert sorted(statuses.values()) == ["abandoned", "ok"]
     assert dw.stored() == set(dw.all_ids)
     assert second.terminate()[0] == 0
+
+
+# ---------------------------------------------------------------- catch-up, the digest job, CLI contract
+
+
+def test_a_fire_missed_while_down_runs_once_on_start_up(dw: DaemonWorld) -> None:
+    dw.schedule(every=None, cycle="30 3 * * *")  # daily 03:30 New York = 08:30 UTC in November
+    first = dw.start(now="2026-11-22T03:00:00+00:00")  # never ran: owed at once (the first backfill)
+    wait_for(lambda: [c for c in first.events("cycle") if c["status"] == "ok"], "the first cycle", procs=[first])
+    assert first.events("catch_up")[0]["job"] == "cycle"
+    assert first.events("start")[0]["next_cycle"].startswith("now (catch-up")
+    assert first.terminate()[0] == 0
+
+    # Back an hour later: the next fire (08:30 UTC) has not come yet, so nothing is owed.
+    second = dw.start(now="2026-11-22T04:00:00+00:00")
+    start = wait_for(lambda: second.events("start"), "start-up", procs=[second])[0]
+    assert start["next_cycle"] == "2026-11-22T08:30:00Z" and not second.events("catch_up")
+    assert second.terminate()[0] == 0
+    assert len(dw.runs()) == 1
+
+    # Down over two fire times (22 and 23 November 08:30 UTC): one catch-up run on start-up, not two.
+    third = dw.start(now="2026-11-23T12:00:00+00:00")
+    wait_for(lambda: [c for c in third.events("cycle") if c["status"] == "ok"], "the catch-up cycle", procs=[third])
+    assert third.events("catch_up")[0]["missed_fire"] == "2026-11-22T08:30:00Z"
+    assert third.terminate()[0] == 0
+    assert [r["status"] for r in dw.runs()] == ["ok", "ok"]
+    status = dw.monitor("status", now="2026-11-23T12:00:00+00:00")
+    assert status.returncode == 0, status.stderr
+    assert "  cycle: cron '30 3 * * *'; next: 2026-11-24 03:30 EST (08:30 UTC), 2026-11-25 03:30 EST" in status.stdout
+    assert re.search(r"      last fire 2026-11-23 12:00:\d\d UTC, finished 2026-11-23 12:00:\d\d UTC: ok", status.stdout)
+    assert "cycle lease: free" in status.stdout
+    assert "recent runs:" in status.stdout and "papers: " in status.stdout  # the existing sections stay
+
+
+def test_a_missed_monday_digest_is_sent_on_start_up(dw: DaemonWorld, smtp) -> None:
+    inbox, controller = smtp
+    with dw.config.open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[digest]\nsmtp_host = "127.0.0.1"\nsmtp_port = {controller.port}\nsecurity = "none"\n'
+                 'timeout = 5\nfrom = "Gut-skin monitor <monitor@example.org>"\nto = ["derm@example.org"]\n')
+    dw.schedule(every="1h")
+    first = dw.start(now="2026-11-16T03:00:00+00:00")  # Sunday 22:00 in New York
+    wait_for(lambda: first.events("cycle"), "the first cycle", procs=[first])
+    assert first.events("start")[0]["next_digest"] == "2026-11-16T12:00:00Z"  # Monday 07:00 EST
+    assert not first.events("digest")  # the digest's first start sets a baseline; it sends nothing yet
+    assert first.terminate()[0] == 0
+    assert inbox.received == []
+    # The machine was off over Monday 07:00; on Tuesday the daemon sends the missed digest at once.
+    second = dw.start(now="2026-11-17T09:00:00+00:00")
+    sent = wait_for(lambda: second.events("digest"), "the catch-up digest", procs=[second])[0]
+    assert sent["status"] == "sent" and sent["recipients"] == "1", sent
+    assert [c["missed_fire"] for c in second.events("catch_up") if c["job"] == "digest"] == ["2026-11-16T12:00:00Z"]
+    assert second.terminate()[0] == 0
+    assert len(inbox.received) == 1 and inbox.received[0][1] == ["derm@example.org"]
+    assert dw.query("SELECT outcome FROM schedule_state WHERE job = 'digest'") == [("sent",)]
+
+
+def test_monitor_run_refuses_or_waits_while_another_process_holds_the_lease(dw: DaemonWorld) -> None:
+    from monitor.clock import SystemClock
+    from monitor.lease import Lease
+    from monitor.store import Storage
+
+    with Storage.open(f"sqlite:///{dw.db}") as store:
+        other = Lease(store, "cycle", purpose="monitor start (daemon cycle)", clock=SystemClock(), seconds=2,
+                      host="farm-7", pid=4242)
+        other.acquire()
+        busy = dw.monitor("run")
+        assert busy.returncode == 1
+        (line,) = busy.stderr.strip().splitlines()
+        assert line.startswith("monitor: error: another monitor process holds the cycle lease: monitor start "
+                               "(daemon cycle) on host farm-7, pid 4242, since ")
+        assert line.endswith("try again when it is done, or pass --wait SECONDS")
+        assert dw.runs() == []  # nothing ran
+        # --wait outlasts the 2 s lease the other process no longer renews: the run proceeds.
+        waited = dw.monitor("run", "--wait", "30")
+        assert waited.returncode == 0, waited.stderr
+        assert [r["status"] for r in dw.runs()] == ["ok"]
+        assert store.lease("cycle") is None  # released after the run
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    (SHIPPED_SCHEDULE, 'cycle = "30 3 * *"', "schedule.cycle: must be a 5-field cron expression"),
+    (SHIPPED_SCHEDULE, 'every = "2 fortnights"', "schedule.every: must be a duration like"),
+    ('timezone = "America/New_York"', 'timezone = "America/Gotham"',
+     "schedule.timezone: unknown time zone 'America/Gotham'"),
+])
+def test_start_with_an_invalid_schedule_is_one_line_exit_2(dw: DaemonWorld, old: str, new: str,
+                                                           expected: str) -> None:
+    text = dw.config.read_text(encoding="utf-8")
+    assert old in text
+    dw.config.write_text(text.replace(old, new), encoding="utf-8")
+    proc = dw.start()
+    code = proc.popen.wait(timeout=30)
+    lines = proc.log().strip().splitlines()
+    assert code == 2 and len(lines) == 1, proc.log()
+    assert lines[0].startswith(f"monitor: error: queries.toml: {expected}"), lines[0]
+    assert not dw.db.exists()  # refused before the database was opened
+
+
+def test_sigterm_while_a_request_hangs_exits_after_stop_seconds(dw: DaemonWorld) -> None:
+    # NCBI accepts the search and then says nothing; the read timeout is 20 s, the shutdown grace 1 s.
+    dw.schedule(every="1h", stop="1s", timeout="20")
+    dw.standin.inject("timeout", count=1, endpoint="esearch", hang_seconds=15)
+    daemon = dw.start()
+    wait_for(lambda: dw.standin.requests_for("esearch") and [r for r in dw.runs() if r["status"] == "running"],
+             "a hanging search", procs=[daemon])
+    code, took = daemon.terminate()
+    assert code == 0 and took < 4.0, (code, took, daemon.log()[-2000:])
+    (run,) = dw.runs()
+    assert run["status"] == "stopped" and "waiting on NCBI" in run["message"], run
+    assert daemon.events("abandoned") and dw.query("SELECT * FROM locks") == []
+    assert dw.stored() == set()  # the hanging query stored nothing, and nothing else ran
