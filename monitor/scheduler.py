@@ -174,15 +174,17 @@ class Daemon:
         now = self.clock.now()
         triggers = self.triggers(now)
         owed = self.owed(triggers, now)
+        # APScheduler fires on the real clock; under MONITOR_NOW an interval anchored on the data clock would
+        # start in the past, so its own triggers are anchored on real time.
         real_now = dt.datetime.now(self.scheduler.timezone)
-        for job, trigger in triggers.items():
+        for job, trigger in self.triggers(real_now).items():
             extra: dict[str, Any] = {"next_run_time": real_now} if job in owed else {}
             func = self._run_cycle if job == CYCLE_JOB else self._run_digest
             self.scheduler.add_job(func, trigger, id=job, name=job, **extra)
         self._install_signals()
         event("start", pid=os.getpid(), cycle=self.schedule.cycle.describe(),
               digest=self.schedule.digest.describe() if DIGEST_JOB in triggers else "off (no [digest] table)",
-              next_cycle=("now (catch-up: missed " + owed[CYCLE_JOB].isoformat() + ")") if CYCLE_JOB in owed
+              next_cycle=f"now (catch-up: missed {logfmt(at=owed[CYCLE_JOB])[3:]})" if CYCLE_JOB in owed
               else next_fire_times(triggers[CYCLE_JOB], now)[0],
               next_digest=None if DIGEST_JOB not in triggers else
               ("now (catch-up)" if DIGEST_JOB in owed else next_fire_times(triggers[DIGEST_JOB], now)[0]),
@@ -270,14 +272,22 @@ class Daemon:
             self.store.record_fire(CYCLE_JOB, fired)
             outcome, message = self._cycle_body(fired)
             self.store.record_job_outcome(CYCLE_JOB, self.clock.now(), outcome, message)
-        except MonitorError as exc:  # the database itself failed: log, keep the daemon alive
+        except MonitorError as exc:  # the database or the feed folder failed: log, keep the daemon alive
             event("cycle_failed", logging.ERROR, error=str(exc), seconds=round(time.monotonic() - began, 3))
+            self._note_outcome(CYCLE_JOB, "failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad cycle must not end a months-long daemon
             log.exception("cycle crashed")
             event("cycle_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+            self._note_outcome(CYCLE_JOB, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             self._cycle = None
             self._leave(CYCLE_JOB)
+
+    def _note_outcome(self, job: str, outcome: str, message: str) -> None:
+        try:
+            self.store.record_job_outcome(job, self.clock.now(), outcome, message)
+        except MonitorError:  # the database is what failed; the log line above already says so
+            pass
 
     def _cycle_body(self, fired: dt.datetime) -> tuple[str, str | None]:
         began = time.monotonic()

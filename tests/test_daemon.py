@@ -268,7 +268,7 @@ def test_two_daemons_never_overlap_a_cycle_and_store_nothing_twice(dw: DaemonWor
         code, took = proc.terminate()
         assert code == 0 and took < 5.0
     runs = dw.finished_runs()
-    assert all(r["status"] in ("ok", "stopped") for r in runs), runs
+    assert all(r["status"] in ("ok", "stopped") for r in runs), [(r["id"], r["status"], r["message"]) for r in runs]
     spans = sorted((r["started"], r["finished"]) for r in runs)
     for (s1, f1), (s2, f2) in zip(spans, spans[1:]):
         assert f1 <= s2, f"cycles overlap: {s1}..{f1} and {s2}..{f2}"
@@ -375,7 +375,7 @@ def test_monitor_run_refuses_or_waits_while_another_process_holds_the_lease(dw: 
     from monitor.store import Storage
 
     with Storage.open(f"sqlite:///{dw.db}") as store:
-        other = Lease(store, "cycle", purpose="monitor start (daemon cycle)", clock=SystemClock(), seconds=2,
+        other = Lease(store, "cycle", purpose="monitor start (daemon cycle)", clock=SystemClock(), seconds=6,
                       host="farm-7", pid=4242)
         other.acquire()
         busy = dw.monitor("run")
@@ -385,7 +385,10 @@ def test_monitor_run_refuses_or_waits_while_another_process_holds_the_lease(dw: 
                                "(daemon cycle) on host farm-7, pid 4242, since ")
         assert line.endswith("try again when it is done, or pass --wait SECONDS")
         assert dw.runs() == []  # nothing ran
-        # --wait outlasts the 2 s lease the other process no longer renews: the run proceeds.
+        status = dw.monitor("status")
+        assert status.returncode == 0, status.stderr
+        assert "cycle lease: held by monitor start (daemon cycle) on farm-7, pid 4242, since " in status.stdout
+        # --wait outlasts the 6 s lease the other process never renews: the run proceeds.
         waited = dw.monitor("run", "--wait", "30")
         assert waited.returncode == 0, waited.stderr
         assert [r["status"] for r in dw.runs()] == ["ok"]
