@@ -42,6 +42,10 @@ def monitoring_cycle(*, config: Config, store: Storage, client: EntrezClient, cl
     could not be written (the papers are stored either way)."""
 
     def should_stop() -> str | None:
+        # Asked before every query and batch: renewing here too (besides the heartbeat) means a holder that
+        # stalled past its expiry finds out before it stores anything more.
+        if not lease.lost.is_set() and not lease.renew():
+            lease.lost.set()
         if lease.lost.is_set():
             return "the cycle lease was lost (this process stalled past its expiry); stopping between batches"
         return stop() if stop is not None else None
