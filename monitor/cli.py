@@ -18,17 +18,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
 from . import __version__
-from .clock import Clock, clock_from_env
+from .clock import Clock, SystemClock, clock_from_env, running_clock_from_env
 from .config import Config, load_config, resolve_config_path
-from .cycle import Cycle, Progress, summarize
+from .cycle import Progress, summarize
 from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
 from .feeds import PublishReport
+from .jobs import CycleResult, monitoring_cycle
+from .lease import CYCLE as CYCLE_LEASE
+from .lease import Lease
 from .feeds import publish as publish_feeds
 from .search import FORMATS as SEARCH_FORMATS
 from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
@@ -48,6 +52,7 @@ class App:
 
     config_option: str | None
     debug: bool = False
+    verbose: int = 0
     _config: Config | None = None
     _store: Storage | None = None
     _clock: Clock | None = None
@@ -85,10 +90,26 @@ class App:
         return publish_feeds(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
                              queries=[q.name for q in self.config.queries], out=out)
 
-    def client(self) -> EntrezClient:
-        client = EntrezClient(self.config.entrez)
+    def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
+        client = EntrezClient(self.config.entrez) if sleep is None else EntrezClient(self.config.entrez, sleep=sleep)
         self._closers.append(client.close)
         return client
+
+    def lease(self, name: str, purpose: str) -> Lease:
+        """A lease on the database. Its clock is always the real one: lease times are compared across
+        processes, which MONITOR_NOW (this process's data clock) must not skew."""
+        cfg = self.config.schedule
+        return Lease(self.store, name, purpose=purpose, clock=SystemClock(), seconds=cfg.lease_seconds,
+                     heartbeat=cfg.heartbeat_seconds)
+
+    def run_cycle(self, *, purpose: str, wait: float = 0.0, client: EntrezClient | None = None,
+                  lease: Lease | None = None, **options: Any) -> CycleResult:
+        """One monitoring cycle under the cycle lease, then the feeds (see :func:`monitor.jobs.monitoring_cycle`);
+        what `monitor run` and every scheduled cycle of `monitor start` call."""
+        tagger = self.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
+        return monitoring_cycle(config=self.config, store=self.store, client=client or self.client(),
+                                clock=self.clock, tagger=tagger, publish=self.publish,
+                                lease=lease or self.lease(CYCLE_LEASE, purpose), wait=wait, **options)
 
     def close(self) -> None:
         while self._closers:
@@ -150,33 +171,37 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2 and not debug:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    ctx.obj = App(config_option=config_path, debug=debug)
+    ctx.obj = App(config_option=config_path, debug=debug, verbose=verbose)
 
 
 @cli.command()
 @click.option("--query", "query_names", multiple=True, metavar="NAME", help="Run only this query (repeatable).")
 @click.option("--since", metavar="YYYY-MM-DD", help="Search from this Entrez date instead of the usual window.")
+@click.option("--wait", "wait", default=0.0, show_default=True, type=click.FloatRange(0, 86400), metavar="SECONDS",
+              help="If another process (the daemon, another run) is running a cycle, wait up to this long for it "
+                   "to finish; without it, exit 1 at once naming that process.")
 @click.pass_obj
 @handle_errors
-def run(app: App, query_names: tuple[str, ...], since: str | None) -> None:
+def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) -> None:
     """Run one monitoring cycle: search every query, store new and revised papers."""
     start = parse_date(since, "--since")
     if start and start > app.clock.now().date():
         raise UsageError(f"--since: {start} is in the future")
     config = app.config
     queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
-    tagger = app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
+    app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
     width = max(len(q.name) for q in queries + [config.queries[0]])
     with _progress() as progress:
-        cycle = Cycle(config, app.client(), app.store, app.clock, progress, tagger=tagger)
 
         def show(report: QueryReport) -> None:
             # rich's live bar redirects stdout, so plain echo lands above the bar.
             click.echo(_report_line(report, width))
 
-        report = cycle.run(queries, since=start, on_query=show)
+        result = app.run_cycle(purpose="monitor run", wait=wait, queries=queries, since=start, on_query=show,
+                               progress=progress)
+    report = result.report
     click.echo(_report_line(summarize(report), width, total=True))
-    _echo_publish(app.publish())  # feeds reflect what is stored, even after a partial failure
+    _echo_publish(result.published)  # feeds reflect what is stored, even after a partial failure
     if not report.ok:
         bad = [q.name for q in report.queries if q.status != "ok"]
         click.echo(f"monitor: error: {len(bad)} of {len(report.queries)} queries did not complete "
@@ -328,7 +353,7 @@ def retag(app: App) -> None:
 @click.pass_obj
 @handle_errors
 def status(app: App, limit: int) -> None:
-    """Show the stored papers, each query's watermark and the last runs."""
+    """Show the stored papers, each query's watermark, the last runs, the schedule and who holds the lease."""
     store, config = app.store, app.config
     click.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"papers: {store.count_papers()} stored ({store.count_papers(include_deleted=True)} "
@@ -355,6 +380,56 @@ def status(app: App, limit: int) -> None:
         for qr in r.queries:
             note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
             click.echo(f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}")
+    _echo_schedule(app)
+
+
+def _echo_schedule(app: App) -> None:
+    """`monitor status`'s daemon sections: the schedule with its next fires, each job's last fire, the lease."""
+    from .lease import describe_holder
+    from .schedule import next_fire_times, trigger_for
+
+    cfg, now = app.config.schedule, app.clock.now()
+    states = app.store.job_states()
+    zone = ZoneInfo(cfg.timezone)
+    click.echo(f"schedule ({cfg.timezone}; `monitor start` runs it):")
+    jobs = [("cycle", cfg.cycle), ("digest", cfg.digest if app.config.digest is not None else None)]
+    for name, job in jobs:
+        state = states.get(name)
+        if job is None:
+            click.echo(f"  {name}: off (no [digest] table)")
+            continue
+        if job.every_seconds is not None:
+            base = job.describe()
+            if state is not None:
+                nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds)
+                fires = [nxt] if nxt > now else []
+                upcoming = _local(nxt, zone) if nxt > now else "due now (is the daemon running?)"
+            else:
+                fires, upcoming = [], "when `monitor start` starts"
+        else:
+            base = f"cron '{job.cron}'"
+            fires = next_fire_times(trigger_for(job, now), now, 3)
+            upcoming = ", ".join(_local(f, zone) for f in fires)
+        click.echo(f"  {name}: {base}; next: {upcoming}")
+        if state is not None:
+            finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at
+                        else "")
+            message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
+            click.echo(f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
+                       f"{state.outcome or 'running'}{message}")
+        else:
+            click.echo("      never fired")
+    from .lease import CYCLE, DIGEST
+
+    real_now = SystemClock().now()  # leases live in real time, whatever MONITOR_NOW says
+    click.echo(f"cycle lease: {describe_holder(app.store.lease(CYCLE), real_now)}")
+    if app.config.digest is not None:
+        click.echo(f"digest lease: {describe_holder(app.store.lease(DIGEST), real_now)}")
+
+
+def _local(when: dt.datetime, zone: ZoneInfo) -> str:
+    local = when.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(dt.timezone.utc):%H:%M} UTC)"
 
 
 @cli.command()
@@ -502,6 +577,49 @@ def search(app: App, text: tuple[str, ...], sort: str | None, limit: int, fmt: s
     with atomic_write(Path(out)) as fh:
         n = write_hits(hits, fmt, fh)
     click.echo(f"wrote {n} papers to {out}", err=True)
+
+
+@cli.command()
+@click.pass_obj
+@handle_errors
+def start(app: App) -> None:
+    """Run as a service: the monitoring cycle and the weekly digest on the [schedule] of queries.toml, one
+    cycle at a time across processes, until SIGTERM or Ctrl-C (exit 0). Log lines (key=value) go to stderr."""
+    import threading
+
+    from . import digest as digests
+    from .lease import DIGEST as DIGEST_LEASE
+    from .scheduler import Daemon, Jobs, configure_logging, stop_aware_sleep
+
+    # MONITOR_NOW starts the clock there and lets it run: a frozen clock would stop the schedule.
+    app._clock = running_clock_from_env()
+    config = app.config  # an invalid [schedule] (cron, timezone, interval) is a ConfigError: exit 2 here
+    app.tagger()  # so is a broken taxonomy
+    digest_cfg = digests.require(config) if config.digest is not None else None
+    configure_logging(app.clock, verbose=app.verbose)
+    stop = threading.Event()
+    client = app.client(sleep=stop_aware_sleep(stop))  # retry waits end at once on SIGTERM
+    cycle_lease = app.lease(CYCLE_LEASE, "monitor start (daemon cycle)")
+
+    def cycle(should_stop: Callable[[], str | None], on_query: Callable[[QueryReport], None],
+              on_cycle: Callable[[Any], None]) -> Any:
+        return app.run_cycle(purpose="monitor start", client=client, lease=cycle_lease, wait=0.0,
+                             stop=should_stop, on_query=on_query, on_cycle=on_cycle)
+
+    def digest() -> tuple[str, dict[str, Any]]:
+        assert digest_cfg is not None
+        vocabulary = digests.Vocabulary.from_taxonomy(app.taxonomy)
+        with app.lease(DIGEST_LEASE, "monitor start (digest)").held():
+            report = digests.send_due(config, app.store, app.clock, digests.SmtpMailer(digest_cfg), vocabulary)
+        if report.status == "not_due":
+            return "not_due", {"last_sent": report.last_sent, "next_due": report.next_due}
+        return report.status, {"digest_id": report.digest_id, "recipients": len(report.recipients),
+                               "refused": len(report.refused) or None,
+                               "papers": report.digest.new_count if report.digest else None}
+
+    daemon = Daemon(config, app.store, app.clock, Jobs(cycle, digest if digest_cfg else None), cycle_lease,
+                    stop_event=stop)
+    sys.exit(daemon.run())
 
 
 # ------------------------------------------------------------------ progress

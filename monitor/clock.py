@@ -55,3 +55,24 @@ def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
 
 
 Sleep = Callable[[float], None]
+
+
+class RunningClock:
+    """Starts at ``at`` and runs forward in real (monotonic) time: ``MONITOR_NOW`` for ``monitor start``,
+    where a frozen clock would make every scheduled cycle think no time had passed since the last."""
+
+    def __init__(self, at: dt.datetime, monotonic: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._monotonic = monotonic or time.monotonic
+        self.start = ensure_utc(at)
+        self._t0 = self._monotonic()
+
+    def now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self._monotonic() - self._t0)
+
+
+def running_clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
+    """Like :func:`clock_from_env`, but a ``MONITOR_NOW`` clock keeps running (for the daemon)."""
+    clock = clock_from_env(env)
+    return RunningClock(clock.at) if isinstance(clock, FixedClock) else clock

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .schedule import JobSchedule, cron_trigger, parse_duration, parse_timezone
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 DEFAULT_DB_URL = "sqlite:///db/monitor.sqlite3"
@@ -85,6 +86,31 @@ class DigestConfig:
     ca_file: Path | None = None  # certificates to trust instead of the system's (a private mail server)
 
 
+DEFAULT_TIMEZONE = "America/New_York"
+# 03:30 US Eastern: inside NCBI's off-peak window (21:00-05:00 ET) and clear of the 01:00-03:00 local hours
+# that daylight-saving changes skip or repeat, so the cycle fires exactly once every day.
+DEFAULT_CYCLE_CRON = "30 3 * * *"
+DEFAULT_DIGEST_CRON = "0 7 * * mon"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    """``[schedule]``: when ``monitor start`` runs the cycle and the digest, and how it holds the database
+    lease. Durations are in seconds."""
+
+    cycle: JobSchedule = JobSchedule(DEFAULT_CYCLE_CRON, None, DEFAULT_TIMEZONE)
+    digest: JobSchedule = JobSchedule(DEFAULT_DIGEST_CRON, None, DEFAULT_TIMEZONE)
+    timezone: str = DEFAULT_TIMEZONE
+    misfire_grace_seconds: float = 6 * 3600.0  # a fire this late (machine asleep) still runs, once
+    lease_seconds: float = 120.0  # a lease not renewed for this long is free (its holder died)
+    stop_seconds: float = 3.0  # on SIGTERM: wait this long for the current batch, then abandon network I/O
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """The lease is renewed four times per lease period, so one slow renewal never loses it."""
+        return self.lease_seconds / 4
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     name: str
@@ -103,6 +129,7 @@ class Config:
     lookback_days: int = 30
     feeds: FeedsConfig = field(default_factory=lambda: FeedsConfig(Path("feeds")))
     digest: DigestConfig | None = None  # None: no [digest] table
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def query(self, name: str) -> Query:
         for q in self.queries:
@@ -200,6 +227,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     feeds = _feeds(_Reader(top.get("feeds", dict, {}), "feeds", file), path, env)
     raw_digest = top.get("digest", dict)
     digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), path, env)
+    schedule = _schedule(_Reader(top.get("schedule", dict, {}), "schedule", file))
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -217,7 +245,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
         seen[q.name] = i
         queries.append(q)
     return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
-                  lookback_days=lookback, feeds=feeds, digest=digest)
+                  lookback_days=lookback, feeds=feeds, digest=digest, schedule=schedule)
 
 
 def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
@@ -331,6 +359,60 @@ def _digest(r: _Reader, path: Path, env: Mapping[str, str]) -> DigestConfig:
     )
     r.done()
     return cfg
+
+
+def _schedule(r: _Reader) -> ScheduleConfig:
+    """``[schedule]`` (issue 7): ``cycle`` (cron) or ``every`` (interval) for the monitoring cycle, ``digest``
+    (cron), ``timezone`` for both crons, and the daemon's lease and shutdown timings."""
+    timezone = r.text("timezone", DEFAULT_TIMEZONE) or ""
+    try:
+        parse_timezone(timezone)
+    except ValueError as exc:
+        r.fail("timezone", str(exc))
+    if "cycle" in r.table and "every" in r.table:
+        r.fail("every", "give either cycle (a cron expression) or every (an interval), not both")
+    cycle = JobSchedule(DEFAULT_CYCLE_CRON, None, timezone)
+    if "every" in r.table:
+        raw = r.get("every", (str, int, float))
+        try:
+            seconds = parse_duration(raw)
+        except ValueError as exc:
+            r.fail("every", str(exc))
+        if seconds < 1:
+            r.fail("every", f"must be at least 1 second, not {raw!r}")
+        cycle = JobSchedule(None, seconds, timezone)
+    else:
+        cycle = JobSchedule(_cron(r, "cycle", DEFAULT_CYCLE_CRON, timezone), None, timezone)
+    digest = JobSchedule(_cron(r, "digest", DEFAULT_DIGEST_CRON, timezone), None, timezone)
+    grace = _seconds(r, "misfire_grace_seconds", 6 * 3600.0, 1, 7 * 86400)
+    lease = _seconds(r, "lease_seconds", 120.0, 1, 86400)
+    stop = _seconds(r, "stop_seconds", 3.0, 0, 600)
+    r.done()
+    return ScheduleConfig(cycle=cycle, digest=digest, timezone=timezone, misfire_grace_seconds=grace,
+                          lease_seconds=lease, stop_seconds=stop)
+
+
+def _cron(r: _Reader, name: str, default: str, timezone: str) -> str:
+    expr = " ".join((r.text(name, default) or "").split())
+    try:
+        cron_trigger(expr, timezone)
+    except ValueError as exc:
+        r.fail(name, str(exc))
+    return expr
+
+
+def _seconds(r: _Reader, name: str, default: float, minimum: float, maximum: float) -> float:
+    """A number of seconds, or a duration string like "90s", "5m", "6h"."""
+    raw = r.get(name, (str, int, float), default)
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            r.fail(name, str(exc))
+    if not minimum <= value <= maximum:
+        r.fail(name, f"must be between {minimum:g} and {maximum:g} seconds, not {raw!r}")
+    return float(value)
 
 
 def _address(r: _Reader, key: str, value: str) -> str:

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Protocol
 from .clock import Clock
 from .config import Config, Query
 from .entrez import EntrezClient
-from .errors import EntrezError, QueryDegraded
+from .errors import EntrezError, QueryDegraded, Stopped
 from .store import QueryState, Storage, Tagger
 from .types import ParsedItem, QueryReport, RecordError, RunReport, SearchResult
 
@@ -98,8 +98,12 @@ class Cycle:
     """Runs queries against NCBI into the store. Time comes from ``clock``, never the system."""
 
     def __init__(self, config: Config, client: EntrezClient, store: Storage, clock: Clock,
-                 progress: Progress | None = None, tagger: Tagger | None = None) -> None:
+                 progress: Progress | None = None, tagger: Tagger | None = None,
+                 stop: Callable[[], str | None] | None = None) -> None:
         self.config = config
+        # Asked before every query and every batch store; a reason (SIGTERM, lease lost) stops the cycle there.
+        self.stop = stop
+        self.run_id: int | None = None  # the run log entry of the cycle in progress (the daemon closes it on a hard stop)
         self.tagger = tagger
         self.client = client
         self.store = store
@@ -111,19 +115,23 @@ class Cycle:
         """Run every query (or the given ones), logging the run; never raises for one query's failure."""
         chosen = tuple(queries) if queries is not None else self.config.queries
         started = self.clock.now()
-        run_id = self.store.start_run(started)
+        run_id = self.run_id = self.store.start_run(started)
         reports: list[QueryReport] = []
         try:
             for query in chosen:
+                self._check_stop()
                 outcome = self._run_query(query, run_id, since)
                 self.store.record_query(run_id, outcome)
                 reports.append(outcome)
                 if on_query:
                     on_query(outcome)
         except BaseException as exc:
-            # Interrupted (Ctrl-C) or the database failed: close the run log entry if the DB lets us.
+            # Interrupted (Ctrl-C, SIGTERM) or the database failed: close the run log entry if the DB lets us.
             try:
-                self.store.finish_run(run_id, self.clock.now(), "failed", f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, Stopped):
+                    self.store.finish_run(run_id, self.clock.now(), "stopped", str(exc))
+                else:
+                    self.store.finish_run(run_id, self.clock.now(), "failed", f"{type(exc).__name__}: {exc}")
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 log.debug("could not close run %s", run_id, exc_info=True)
             raise
@@ -198,8 +206,14 @@ class Cycle:
             for batch in self.client.efetch(candidates):
                 self._store(batch, query, tally, run_id, set(candidates))
 
+    def _check_stop(self) -> None:
+        reason = self.stop() if self.stop is not None else None
+        if reason:
+            raise Stopped(reason)
+
     def _store(self, batch: list[ParsedItem], query: Query, tally: _Tally, run_id: int,
                wanted: set[str]) -> None:
+        self._check_stop()  # a fetched batch is stored whole or not at all: stop before, never during
         good: list[ParsedItem] = []
         for item in batch:
             if isinstance(item, RecordError):

@@ -11,7 +11,9 @@ one into a single line on stderr and an exit code (``exit_code``), never a trace
     ├── ParseError           a response that is not the XML we asked for
     ├── StorageError         database unreachable, locked, or schema problems
     ├── PublishError         feeds could not be written
-    └── MailError            the digest could not be sent
+    ├── MailError            the digest could not be sent
+    ├── LeaseBusy            another process holds the cycle lease          (exit 1)
+    └── Stopped              a cycle stopped between batches (SIGTERM, or its lease was lost)
 """
 
 from __future__ import annotations
@@ -89,3 +91,16 @@ class PublishError(MonitorError):
 
 class MailError(MonitorError):
     """The digest email could not be sent."""
+
+
+class LeaseBusy(MonitorError):
+    """Another process holds the lease (``lease`` is the :class:`~monitor.store.LeaseRow`: who, since when)."""
+
+    def __init__(self, message: str, lease: object) -> None:
+        self.lease = lease
+        super().__init__(message)
+
+
+class Stopped(MonitorError):
+    """A cycle was asked to stop and did so between batches: what was stored is complete, nothing is
+    half-stored, and the query's watermark did not move (the next cycle covers the same window)."""

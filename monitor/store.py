@@ -131,7 +131,7 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed
+    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed | stopped | abandoned
     sa.Column("message", sa.Text),
 )
 
@@ -186,6 +186,32 @@ digest_events = sa.Table(
     sa.Column("digest_id", sa.Integer, sa.ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("event_id", sa.Integer, sa.ForeignKey("paper_events.id", ondelete="CASCADE"), primary_key=True),
     sa.Index("ix_digest_events_event", "event_id"),
+)
+
+# Leases (migration 0006): one row per held lease. A row whose ``expires_at`` has passed is free: its holder
+# stopped renewing it (crashed, killed, or the machine slept).
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),  # host/pid/random: unique per process and lease
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("purpose", sa.String(64), nullable=False),  # what the holder is doing: "monitor run", "daemon cycle" …
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Each scheduled job's last fire (migration 0006): what lets a restarted daemon see a fire it missed.
+schedule_state = sa.Table(
+    "schedule_state",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("last_fire_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_finished_at", sa.DateTime(timezone=True)),
+    sa.Column("outcome", sa.String(20)),  # ok | partial | failed | skipped | stopped | not_due | sent …
+    sa.Column("message", sa.Text),
 )
 
 # Correction RefTypes that become a status-change event when they first appear on a stored paper.
@@ -298,6 +324,34 @@ class StatusEvent:
     doi: str | None
 
 
+# ---- lease and schedule values (issue 7)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who holds (or last held, if ``expires_at`` has passed) a lease."""
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    purpose: str
+    acquired_at: dt.datetime
+    heartbeat_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A scheduled job's last fire and how it ended."""
+
+    job: str
+    last_fire_at: dt.datetime
+    last_finished_at: dt.datetime | None
+    outcome: str | None
+    message: str | None
+
+
 def decide(old: StoredMeta | None, new: Article, new_hash: str) -> str:
     """``new`` | ``updated`` | ``unchanged`` | ``older`` for an incoming record (pure).
 
@@ -386,9 +440,19 @@ class Storage:
             raise StorageError(f"database error while {doing}: {_reason(exc)}") from exc
 
     @contextlib.contextmanager
-    def _tx(self, doing: str) -> Iterator[Connection]:
-        with self._errors(doing), self.engine.begin() as conn:
-            yield conn
+    def _tx(self, doing: str, immediate: bool = False) -> Iterator[Connection]:
+        """One transaction. ``immediate``: for a transaction that reads before it writes, take SQLite's write
+        lock at BEGIN. A deferred one that read first fails at once with "database is locked" if another
+        process (a second daemon renewing or trying its lease) committed in between; an immediate one waits
+        its turn under the busy timeout instead."""
+        if not immediate:
+            with self._errors(doing), self.engine.begin() as conn:
+                yield conn
+            return
+        with self._errors(doing), self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin_immediate=True)
+            with conn.begin():
+                yield conn
 
     # ---------------------------------------------------------------- papers
 
@@ -418,7 +482,7 @@ class Storage:
         updated: list[str] = []
         unchanged: list[str] = []
         deleted: list[str] = []
-        with self._tx("storing papers") as conn:
+        with self._tx("storing papers", immediate=True) as conn:
             old = self._meta(conn, list(articles) + deletions)
             inserts: list[dict[str, Any]] = []
             for pmid, article in articles.items():
@@ -461,7 +525,7 @@ class Storage:
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
         """Record that ``query`` found these stored papers; returns how many links are new."""
-        with self._tx("linking papers to a query") as conn:
+        with self._tx("linking papers to a query", immediate=True) as conn:
             return self._link(conn, list(pmids), query, now, run_id)
 
     def _link(self, conn: Connection, pmids: list[str], query: str, now: dt.datetime, run_id: int | None,
@@ -662,7 +726,7 @@ class Storage:
         total = _Changes()
         last = -1
         while True:
-            with self._tx("retagging papers") as conn:
+            with self._tx("retagging papers", immediate=True) as conn:
                 rows = conn.execute(
                     sa.select(papers.c.pmid, paper_tag_inputs.c.tag_input, paper_tagging.c.tagging,
                               paper_tagging.c.taxonomy_version)
@@ -1092,6 +1156,98 @@ class Storage:
                          .values(status=status, finished_at=at, error=error))
 
 
+    # ---------------------------------------------------------------- leases and schedule state (issue 7)
+    # Each lease operation is one conditional statement in one transaction. On SQLite the statement takes
+    # the database write lock, so two processes' attempts are serialised; on PostgreSQL the upsert's row
+    # lock does the same. Times are compared in SQL, so every process must pass the same kind of clock.
+
+    def try_acquire_lease(self, name: str, *, holder: str, host: str, pid: int, purpose: str,
+                          now: dt.datetime, expires_at: dt.datetime) -> LeaseRow:
+        """Take the lease if it is free, expired or already ours; return whoever holds it afterwards
+        (``row.holder == holder`` means we do)."""
+        values = {"name": name, "holder": holder, "host": host, "pid": pid, "purpose": purpose,
+                  "acquired_at": _utc(now), "heartbeat_at": _utc(now), "expires_at": _utc(expires_at)}
+        stmt = self._upsert(locks).values(**values)
+        taken = locks.c.expires_at <= _utc(now)
+        mine = locks.c.holder == holder
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[locks.c.name],
+            set_={k: stmt.excluded[k] for k in values if k != "name"} | {
+                # Re-acquiring our own lease keeps the original acquired_at.
+                "acquired_at": sa.case((mine, locks.c.acquired_at), else_=stmt.excluded.acquired_at)},
+            where=sa.or_(taken, mine),
+        )
+        with self._tx("taking the lease") as conn:
+            conn.execute(stmt)
+            row = conn.execute(sa.select(locks).where(locks.c.name == name)).one()
+        return _lease_row(row)
+
+    def renew_lease(self, name: str, holder: str, now: dt.datetime, expires_at: dt.datetime) -> bool:
+        """Extend our lease; False if it is no longer ours (it expired and another process took it)."""
+        with self._tx("renewing the lease") as conn:
+            done = conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
+                                .values(heartbeat_at=_utc(now), expires_at=_utc(expires_at)))
+            return done.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Give the lease up (only if it is still ours); True if it was."""
+        with self._tx("releasing the lease") as conn:
+            done = conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+            return done.rowcount == 1
+
+    def lease(self, name: str) -> LeaseRow | None:
+        """The lease row as stored (it may have expired: compare ``expires_at`` with now)."""
+        with self._tx("reading the lease") as conn:
+            row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
+        return _lease_row(row) if row is not None else None
+
+    def record_fire(self, job: str, at: dt.datetime) -> None:
+        """A scheduled job fired (or the daemon set its baseline) at ``at``."""
+        values = {"job": job, "last_fire_at": _utc(at), "last_finished_at": None, "outcome": "running",
+                  "message": None}
+        stmt = self._upsert(schedule_state).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=[schedule_state.c.job],
+                                          set_={k: stmt.excluded[k] for k in values if k != "job"})
+        with self._tx("recording a scheduled fire") as conn:
+            conn.execute(stmt)
+
+    def record_job_outcome(self, job: str, at: dt.datetime, outcome: str, message: str | None = None) -> None:
+        with self._tx("recording a job's outcome") as conn:
+            conn.execute(schedule_state.update().where(schedule_state.c.job == job)
+                         .values(last_finished_at=_utc(at), outcome=outcome, message=message))
+
+    def job_states(self) -> dict[str, JobState]:
+        with self._tx("reading the schedule state") as conn:
+            rows = conn.execute(sa.select(schedule_state)).all()
+        return {r.job: JobState(r.job, _utc(r.last_fire_at), _utc(r.last_finished_at) if r.last_finished_at
+                                else None, r.outcome, r.message) for r in rows}
+
+    def close_dead_runs(self, at: dt.datetime, message: str) -> list[int]:
+        """Mark runs still ``running`` as ``abandoned``. Only called by the holder of the cycle lease: every
+        cycle runs under it, so a run that is still ``running`` then belongs to a process that died."""
+        with self._tx("closing abandoned runs") as conn:
+            return sorted(conn.execute(runs.update().where(runs.c.status == "running")
+                                       .values(status="abandoned", finished_at=_utc(at), message=message)
+                                       .returning(runs.c.id)).scalars())
+
+    def last_run_started(self) -> dt.datetime | None:
+        """When the most recent run (scheduled or manual) started, if any."""
+        with self._tx("reading the run log") as conn:
+            value = conn.execute(sa.select(sa.func.max(runs.c.started_at))).scalar()
+        if isinstance(value, str):  # SQLite's max() over a DATETIME column returns the stored text
+            value = dt.datetime.fromisoformat(value)
+        return _utc(value) if value is not None else None
+
+    def _upsert(self, table: sa.Table) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+
 # ------------------------------------------------------------------ search (SQLite FTS5, migration 0005)
 
 # The full-text index: an FTS5 virtual table whose rowid is the PMID. Deliberately not in ``metadata``:
@@ -1278,9 +1434,14 @@ def _engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take control so BEGIN IMMEDIATE is possible.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_begin_immediate")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -1291,6 +1452,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _lease_row(r: Any) -> LeaseRow:
+    return LeaseRow(r.name, r.holder, r.host, r.pid, r.purpose, _utc(r.acquired_at), _utc(r.heartbeat_at),
+                    _utc(r.expires_at))
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -24,6 +24,10 @@ def alembic_config() -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        # Two processes opening a new database at once (two daemons) must migrate one after the other: on
+        # SQLite, take the write lock at BEGIN (see monitor.store._sqlite_begin) so the second waits.
+        conn.execution_options(sqlite_begin_immediate=True)
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
