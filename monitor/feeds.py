@@ -283,6 +283,14 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_HTML_SPECIAL = re.compile("[&<>\"']")
+
+
+def _html(value: str) -> str:
+    """html.escape, skipped when there is nothing to escape (most names, dates and labels)."""
+    return html.escape(value) if _HTML_SPECIAL.search(value) else value
+
+
 def _text(value: str) -> str:
     """Element text as lxml escapes it."""
     return value.translate(_TEXT_ESCAPES) if _NEEDS_ESCAPE.search(value) else value
@@ -360,7 +368,7 @@ def _status_xml(ref: ItemRef, record: Mapping[str, Any], base: str) -> bytes:
     sentence = STATUS_SENTENCE.get(change.kind, f"Status change: {label}.")
     source = journal_line(record)
     description = f"{sentence} Original paper: {original} ({source}) {PUBMED}{pmid}/"
-    e = html.escape
+    e = _html
     parts = [f"<p><strong>{e(sentence)}</strong></p>",
              f'<p>Original paper: <a href="{PUBMED}{e(pmid)}/">{e(original)}</a> — {e(source)}</p>']
     if notice:
@@ -378,13 +386,18 @@ def is_retracted(record: Mapping[str, Any]) -> bool:
 
 def short_authors(authors: Sequence[Mapping[str, Any]], limit: int = 6) -> str:
     """"Smith J, Doe A, Roe B, et al." (surname and initials; collective names as written)."""
-    names = []
+    names: list[str] = []
     for au in authors:
         if au.get("collective_name"):
-            names.append(au["collective_name"])
+            name = clean_text(au["collective_name"])
         elif au.get("last_name"):
-            names.append(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
-    names = [clean_text(n) for n in names if n]
+            name = clean_text(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
+        else:
+            continue
+        if name:
+            names.append(name)
+            if len(names) > limit:
+                break  # enough to know "et al." is due (consortium papers list hundreds of authors)
     if len(names) > limit:
         return ", ".join(names[:limit - 1]) + ", et al."
     return ", ".join(names)
@@ -421,7 +434,7 @@ def why_tagged(evidence: Sequence[Mapping[str, Any]], labels: Mapping[str, str])
 
 def _paper_html(pmid: str, record: Mapping[str, Any], retracted: bool, authors: str, source: str, designs: str,
                 tags: Sequence[str], why: str) -> str:
-    e = html.escape
+    e = _html
     out = []
     if retracted:
         out.append("<p><strong>This paper has been retracted.</strong></p>")
@@ -549,7 +562,7 @@ the feed carries a separate item marked [Retracted], [Erratum], [Expression of c
 
 def _index(feeds: list[tuple[FeedDef, int]], taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
            papers: int, changes: int) -> bytes:
-    e = html.escape
+    e = _html
     counts = {f.path: n for f, n in feeds}
     sections = []
     groups = [("main", "Main feed", None), ("condition", "Conditions", "conditions"),
@@ -687,10 +700,9 @@ def publish(store: Storage, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.d
         wanted = {d.path: d.fingerprint(settings) for d in plan.documents}
         stale = [d for d in plan.documents
                  if previous.get(d.path) != wanted[d.path] or not (out / d.path).is_file()]
-        job = _RenderJob(store.feed_records({i.pmid for d in stale for i in d.items}),
-                         {row.pmid: row.tagging_json for row in rows}, _Labels(taxonomy), settings, now, out)
+        job = _RenderJob({row.pmid: row.tagging_json for row in rows}, _Labels(taxonomy), settings, now, out)
         try:
-            done = _render_split(stale, job, workers)
+            done = _render_split(stale, job, store, workers)
             extra = [_write_if_changed(out / "feeds.opml", [_opml(list(plan.feeds), settings, now)]),
                      _write_if_changed(out / "index.html", [_index(list(plan.feeds), taxonomy, settings, now,
                                                                    plan.papers, plan.status_items)])]
@@ -719,10 +731,9 @@ def publish(store: Storage, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.d
 
 @dataclass(frozen=True, slots=True)
 class _RenderJob:
-    """What rendering documents needs: stored record and tagging JSON by PMID (decoded per item, by whichever
-    process renders it), the tag labels, the settings, the time, the folder."""
+    """What rendering documents needs besides the records: stored tagging JSON by PMID (decoded per item, by
+    whichever process renders it), the tag labels, the settings, the time, the folder."""
 
-    records: Mapping[str, str]
     taggings: Mapping[str, str]
     labels: Mapping[str, str]
     settings: FeedsConfig
@@ -737,8 +748,9 @@ class _Rendered:
     processes: int = 1
 
 
-def _render_and_write(docs: Sequence[Document], job: _RenderJob) -> _Rendered:
-    """Render each document (each item once) and write it; OSError goes to the caller."""
+def _render_and_write(docs: Sequence[Document], job: _RenderJob, records: Mapping[str, str | bytes]) -> _Rendered:
+    """Render each document (each item once) from the stored ``records`` and write it; OSError goes to the
+    caller."""
     items: dict[str, bytes] = {}
     channels: dict[str, FeedGenerator] = {}
     base = job.settings.base_url
@@ -747,11 +759,11 @@ def _render_and_write(docs: Sequence[Document], job: _RenderJob) -> _Rendered:
     for doc in docs:
         present = []
         for ref in doc.items:
-            if ref.pmid not in job.records:
+            if ref.pmid not in records:
                 continue  # changed while we read (a concurrent run): rendered next time
             present.append(ref)
             if ref.guid not in items:
-                record = orjson.loads(job.records[ref.pmid])
+                record = orjson.loads(records[ref.pmid])
                 items[ref.guid] = (_status_xml(ref, record, base) if ref.change else _paper_xml(
                     ref.pmid, ref.at, record, orjson.loads(job.taggings[ref.pmid]), job.labels, base))
         if len(present) != len(doc.items):
@@ -764,19 +776,23 @@ def _render_and_write(docs: Sequence[Document], job: _RenderJob) -> _Rendered:
 PARALLEL_MIN_ITEMS = 20_000  # below this many item placements one process is quicker than forking
 
 
-def _render_split(docs: Sequence[Document], job: _RenderJob, workers: int | None) -> _Rendered:
+def _render_split(docs: Sequence[Document], job: _RenderJob, store: Storage, workers: int | None) -> _Rendered:
     """:func:`_render_and_write` over ``docs``, in two processes when the job is large, fork is available
     (Linux) and this process runs no other thread (forking a threaded process, e.g. the scheduler daemon,
     is not safe: that case stays in one process). The documents are split by time — the older archive
     pages to a forked child, the newer pages and the subscription documents here — so most items are
-    rendered by one side only. The child shares the plan and the stored JSON by fork; it reports back
-    through a pipe and never touches the database."""
+    rendered by one side only. The child shares the plan by fork, reads its own records through its own
+    database connections, and reports back through a pipe."""
+
+    def pmids(part: Sequence[Document]) -> set[str]:
+        return {ref.pmid for doc in part for ref in doc.items}
+
     placements = sum(len(d.items) for d in docs)
     if workers is None:
         workers = 2 if placements >= PARALLEL_MIN_ITEMS and (os.cpu_count() or 1) >= 2 else 1
     if workers < 2 or len(docs) < 2 or not hasattr(os, "fork") or not sys.platform.startswith("linux") \
             or threading.active_count() > 1:
-        return _render_and_write(docs, job)
+        return _render_and_write(docs, job, store.feed_records(pmids(docs)))
     ordered = sorted(docs, key=lambda d: (d.items[0].at if d.items else job.now, d.path))
     half, count, cut = placements / 2, 0, len(ordered)
     for index, doc in enumerate(ordered):
@@ -785,13 +801,16 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, workers: int | None
             break
         count += len(doc.items)
     older, newer = ordered[:cut], ordered[cut:]
+    own = store.reopened()  # connects only when the child uses it
+    shared = store.feed_records(pmids(docs)) if own is None else None  # in-memory: read once, before forking
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: render its half, report, and leave without running the parent's cleanup
         code = 1
         try:
             os.close(read_end)
-            result = _render_and_write(older, job)
+            records = shared if own is None else own.feed_records(pmids(older))
+            result = _render_and_write(older, job, records)
             report = {"written": result.written, "incomplete": list(result.incomplete)}
             code = 0
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
@@ -802,7 +821,7 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, workers: int | None
             os._exit(code)
     os.close(write_end)
     try:
-        mine = _render_and_write(newer, job)
+        mine = _render_and_write(newer, job, shared if shared is not None else store.feed_records(pmids(newer)))
     finally:
         with os.fdopen(read_end, "rb") as pipe:
             answer = pipe.read()
