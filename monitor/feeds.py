@@ -283,12 +283,18 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_DOI_SAFE = re.compile(r"[A-Za-z0-9/:;()._<>-]+")  # what quote() below leaves as it is
 _HTML_SPECIAL = re.compile("[&<>\"']")
 
 
 def _html(value: str) -> str:
     """html.escape, skipped when there is nothing to escape (most names, dates and labels)."""
     return html.escape(value) if _HTML_SPECIAL.search(value) else value
+
+
+@functools.lru_cache(maxsize=64)  # a handful of domains (one per tag kind), used by every item
+def _category_open(domain: str) -> str:
+    return f'<category domain="{_attr(domain)}">'
 
 
 def _text(value: str) -> str:
@@ -319,7 +325,7 @@ def _item_xml(title: str, link: str, guid: str, at: dt.datetime, description: st
              f"<description>{_text(description)}</description>"
              f"<content:encoded><![CDATA[{cdata}]]></content:encoded>"
              f'<guid isPermaLink="false">{_text(guid)}</guid>']
-    parts += [f'<category domain="{_attr(domain)}">{_text(term)}</category>' for term, domain in categories]
+    parts += [f'{_category_open(domain)}{_text(term)}</category>' for term, domain in categories]
     parts.append(f"<pubDate>{rfc822(at)}</pubDate>")
     if authors:
         parts.append(f"<dc:creator>{_text(authors)}</dc:creator>")
@@ -443,7 +449,8 @@ def _paper_html(pmid: str, record: Mapping[str, Any], retracted: bool, authors: 
     cite = e(source)
     doi = clean_text(record.get("doi"))
     if doi:
-        cite += f' <a href="https://doi.org/{e(quote(doi, safe="/:;()._-<>"))}">doi:{e(doi)}</a>'
+        href = doi if _DOI_SAFE.fullmatch(doi) else quote(doi, safe="/:;()._-<>")
+        cite += f' <a href="https://doi.org/{e(href)}">doi:{e(doi)}</a>'
     out.append(f'<p>{cite} <a href="{PUBMED}{e(pmid)}/">PMID {e(pmid)}</a></p>')
     out.append(f"<p><strong>Design:</strong> {e(designs)}"
                + (f" · <strong>Tags:</strong> {e(', '.join(tags))}" if tags else "") + "</p>")
