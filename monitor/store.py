@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -415,9 +416,7 @@ class Storage:
         try:
             engine = _engine(url)
             if migrate:
-                from . import migrations  # local: alembic is only needed when the schema may change
-
-                migrations.upgrade(engine)
+                _migrate(engine)
             return cls(engine)
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"cannot open database {_safe_url(url)}: {_reason(exc)}; "
@@ -1447,6 +1446,28 @@ def _engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+_OPEN_RETRY_SECONDS = 30.0
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring the schema up to date. Processes that open one new SQLite file at the same moment (two daemons
+    started together) can meet SQLite's lock-upgrade conflicts, which fail at once instead of waiting on
+    the busy timeout: such an attempt is retried, with growing pauses, for up to half a minute."""
+    from . import migrations  # local: alembic is only needed when the schema may change
+
+    deadline = time.monotonic() + _OPEN_RETRY_SECONDS
+    pause = 0.05
+    while True:
+        try:
+            migrations.upgrade(engine)
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def _sqlite_begin(conn: Connection) -> None:

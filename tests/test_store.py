@@ -330,3 +330,30 @@ def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> Non
                 assert tag(light, taxonomy) == tag(article, taxonomy), article.pmid
                 checked += 1
     assert checked >= 1500
+
+
+def test_opening_retries_a_migration_that_met_a_lock_conflict(tmp_path, monkeypatch) -> None:
+    # Two daemons creating one SQLite file at the same moment can hit lock-upgrade conflicts that SQLite
+    # reports at once ("database is locked") instead of waiting on the busy timeout: the open retries.
+    import sqlalchemy as sa
+
+    from monitor import migrations
+    from monitor import store as store_module
+
+    real, calls = migrations.upgrade, []
+
+    def flaky(engine, revision="head"):
+        calls.append(revision)
+        if len(calls) < 3:
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        real(engine, revision)
+
+    monkeypatch.setattr(migrations, "upgrade", flaky)
+    with Storage.open(f"sqlite:///{tmp_path}/new.sqlite3") as s:
+        assert s.count_papers() == 0 and len(calls) == 3
+
+    calls.clear()
+    monkeypatch.setattr(store_module, "_OPEN_RETRY_SECONDS", 0.0)  # a lock that never clears: a clear error
+    with pytest.raises(StorageError, match="database is locked"):
+        Storage.open(f"sqlite:///{tmp_path}/other.sqlite3")
+    assert len(calls) == 1
