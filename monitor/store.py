@@ -1277,7 +1277,7 @@ SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # never in PubMed text; formatters
 SNIPPET_TOKENS = 24
 
 # The index rows of every stored, not withdrawn paper, from the stored JSON (must give what search_row()
-# gives: tests/test_search_store.py checks it on every corpus record).
+# gives: tests/test_search.py checks it on every corpus record).
 FTS_REBUILD_SQL = """
 INSERT INTO papers_fts (rowid, title, abstract, keywords, mesh, authors)
 SELECT p.pmid, p.title,
