@@ -10,9 +10,9 @@ the paper's own item keeps its guid (``pubmed:<pmid>``). ``feeds.opml`` lists ev
 links them with counts and explains the tag ids.
 
 :func:`plan_feeds` is pure: (relevant papers, status changes, taxonomy, settings) → which documents exist
-and which items each holds; :func:`render_document` turns one into bytes, the same bytes for the same
-input. :func:`publish` reads the store, renders only the documents whose fingerprint changed since the last
-run (a manifest beside the files keeps them), writes each file atomically and leaves unchanged files
+and which items each holds; :func:`render_document` turns one into the bytes to write, the same for the
+same input. :func:`publish` reads the store, renders only the documents whose fingerprint changed since
+the last run (a manifest beside the files keeps them), writes each file atomically and leaves unchanged files
 untouched (so HTTP validators stay valid); ``monitor feed`` and ``monitor run`` call it.
 
 Each paper's ``<item>`` is serialised once and placed into every document that carries it; feedgen builds
@@ -490,17 +490,11 @@ class _History(BaseExtension):  # type: ignore[misc]
         return rss_feed
 
 
-def render_document(doc: Document, items: Mapping[str, bytes], settings: FeedsConfig,
-                    now: dt.datetime) -> bytes:
-    """One feed document: feedgen builds the channel, the items (``guid`` → rendered ``<item>``) go in
-    newest first. ``lastBuildDate`` is the newest item's date, so an unchanged document stays
-    byte-identical; ``now`` only dates an empty one."""
-    return b"".join(_document_parts(doc, items, settings, now))
-
-
-def _document_parts(doc: Document, items: Mapping[str, bytes], settings: FeedsConfig, now: dt.datetime,
+def render_document(doc: Document, items: Mapping[str, bytes], settings: FeedsConfig, now: dt.datetime,
                     channels: dict[str, FeedGenerator] | None = None) -> list[bytes]:
-    """:func:`render_document` as the pieces to write one after the other (no copy of the whole file).
+    """One feed document as the pieces to write one after the other (no copy of the whole file): feedgen
+    builds the channel, the items (``guid`` → rendered ``<item>``) go in newest first. ``lastBuildDate`` is
+    the newest item's date, so an unchanged document stays byte-identical; ``now`` only dates an empty one.
     ``channels`` keeps one feedgen channel per feed for its archive pages (what differs per page is set
     again each time; building a FeedGenerator costs twice as much as reusing one)."""
     fg = channels.get(doc.feed.path) if channels is not None else None
@@ -776,7 +770,7 @@ def _render_and_write(docs: Sequence[Document], job: _RenderJob, records: Mappin
         if len(present) != len(doc.items):
             incomplete.append(doc.path)
             doc = dataclasses.replace(doc, items=tuple(present))
-        written += _write_if_changed(job.out / doc.path, _document_parts(doc, items, job.settings, job.now, channels))
+        written += _write_if_changed(job.out / doc.path, render_document(doc, items, job.settings, job.now, channels))
     return _Rendered(written, tuple(incomplete))
 
 
