@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 # PubMed ESearch never returns ids past position 9,999 (retstart ≤ 9998).
 ESEARCH_CAP = 9999
+RATE_WINDOW_SECONDS = 1.0  # NCBI counts each key's requests over this window
 # ErrorList/WarningList entries that mean NCBI ran a different (broader) search than the one written.
 DEGRADING = frozenset(
     {"PhraseNotFound", "FieldNotFound", "QuotedPhraseNotFound", "PhraseIgnored", "QuotedPhraseIgnored"}
@@ -275,6 +276,11 @@ class EntrezClient:
                     url=url,
                 )
             delay = self._backoff(attempt, retry_after)
+            if rate_limited:
+                # NCBI counts requests per key over one second, rejected ones included, and another process
+                # may share the key (a daemon handing over to the next): retrying within that second only
+                # fills it again.
+                delay = max(delay, RATE_WINDOW_SECONDS)
             log.warning("%s attempt %d/%d: %s; retrying in %.2fs", endpoint, attempt, attempts, problem, delay)
             self._sleep(delay)
         raise AssertionError("unreachable")

@@ -268,7 +268,9 @@ def test_two_daemons_never_overlap_a_cycle_and_store_nothing_twice(dw: DaemonWor
         code, took = proc.terminate()
         assert code == 0 and took < 5.0
     runs = dw.finished_runs()
-    assert all(r["status"] in ("ok", "stopped") for r in runs), [(r["id"], r["status"], r["message"]) for r in runs]
+    assert all(r["status"] in ("ok", "stopped") for r in runs), (
+        [(r["id"], r["status"], r["message"]) for r in runs],
+        dw.query("SELECT run_id, query_name, status, message FROM run_queries WHERE status != 'ok'"))
     spans = sorted((r["started"], r["finished"]) for r in runs)
     for (s1, f1), (s2, f2) in zip(spans, spans[1:]):
         assert f1 <= s2, f"cycles overlap: {s1}..{f1} and {s2}..{f2}"

@@ -287,3 +287,16 @@ def test_rate_limiter_is_shared_and_thread_safe() -> None:
     starts.sort()
     assert len(starts) == 12
     assert all(starts[i + 3] - starts[i] >= 0.29 for i in range(len(starts) - 3))
+
+
+def test_a_429_waits_out_ncbis_one_second_window_even_with_short_backoff() -> None:
+    # Rejected requests count toward the key's window, and another process may share the key: retrying a
+    # 429 within the second cannot succeed. Other failures keep the configured (here tiny) backoff.
+    sleeps: list[float] = []
+    rec = Recorder([httpx.Response(429, text="{}"), httpx.Response(503, text="down"), ok(ESEARCH_OK)])
+    config = EntrezConfig(base_url="http://ncbi.test/entrez/eutils", email="team@example.org", max_attempts=4,
+                          backoff_seconds=0.02, max_backoff_seconds=0.2)
+    client = EntrezClient(config, limiter=RateLimiter(1000), transport=httpx.MockTransport(rec),
+                          sleep=sleeps.append, rng=random.Random(7))
+    assert client.esearch("x").count == 63
+    assert sleeps[0] == 1.0 and sleeps[1] <= 0.04
