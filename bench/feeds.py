@@ -37,14 +37,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _results import write_section  # noqa: E402
+from tagging_data import LABELLED, row_to_article  # noqa: E402
+
 from monitor import feeds, pubmed  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from monitor.store import Storage  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
-from tagging_data import LABELLED, row_to_article  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)
 
 
 def templates() -> list[Article]:

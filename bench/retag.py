@@ -38,11 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _results import real_records, write_section  # noqa: E402
+
 from monitor.store import Storage, decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
 
 def corpus() -> list[Article]:

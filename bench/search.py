@@ -47,13 +47,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _results import real_records  # noqa: E402
+
 from monitor.search import SearchRequest, parse_query, search  # noqa: E402
 from monitor.store import PaperFilter, Storage, article_json, tagging_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
 from tests.tagging_data import LABELLED, row_to_article  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 QUERIES = ("gut-skin-axis", "probiotics-fmt", "diet-skin", "microbiome-derm")
 MAX_JSON = 64 * 1024
 BASE_PMID = 50_000_000

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from monitor.errors import MonitorError
-from monitor.tagging import DEFAULT_TAXONOMY, load_taxonomy, tag
-from tests.tagging_data import (
+from monitor.errors import MonitorError  # noqa: E402 - after the sys.path line
+from monitor.tagging import DEFAULT_TAXONOMY, load_taxonomy, tag  # noqa: E402 - after the sys.path line
+from tests.tagging_data import (  # noqa: E402
     LABELLED,
     Record,
     Report,

@@ -15,9 +15,10 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -30,10 +31,10 @@ from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
 from .export import WRITERS
 from .feeds import PublishReport
+from .feeds import publish as publish_feeds
 from .jobs import CycleResult, monitoring_cycle
 from .lease import CYCLE as CYCLE_LEASE
 from .lease import Lease
-from .feeds import publish as publish_feeds
 from .search import FORMATS as SEARCH_FORMATS
 from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
 from .search import search as run_search
@@ -136,7 +137,7 @@ def handle_errors(func: F) -> F:
             # The reader went away (`monitor export | head`): stop quietly, as `cat` would.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
-        except Exception as exc:  # noqa: BLE001 - the promise is: no tracebacks for users
+        except Exception as exc:
             if app.debug:
                 raise
             click.echo(f"monitor: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
@@ -429,7 +430,7 @@ def _echo_schedule(app: App) -> None:
 
 def _local(when: dt.datetime, zone: ZoneInfo) -> str:
     local = when.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(dt.timezone.utc):%H:%M} UTC)"
+    return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(dt.UTC):%H:%M} UTC)"
 
 
 @cli.command()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from .errors import ConfigError
 
@@ -20,7 +21,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
 
 class FixedClock:
@@ -39,8 +40,8 @@ class FixedClock:
 def ensure_utc(value: dt.datetime) -> dt.datetime:
     """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:

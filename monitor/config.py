@@ -11,9 +11,10 @@ import datetime as dt
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 from .schedule import JobSchedule, cron_trigger, parse_duration, parse_timezone
@@ -98,8 +99,8 @@ class ScheduleConfig:
     """``[schedule]``: when ``monitor start`` runs the cycle and the digest, and how it holds the database
     lease. Durations are in seconds."""
 
-    cycle: JobSchedule = JobSchedule(DEFAULT_CYCLE_CRON, None, DEFAULT_TIMEZONE)
-    digest: JobSchedule = JobSchedule(DEFAULT_DIGEST_CRON, None, DEFAULT_TIMEZONE)
+    cycle: JobSchedule = JobSchedule(DEFAULT_CYCLE_CRON, None, DEFAULT_TIMEZONE)  # noqa: RUF009 - frozen
+    digest: JobSchedule = JobSchedule(DEFAULT_DIGEST_CRON, None, DEFAULT_TIMEZONE)  # noqa: RUF009 - frozen
     timezone: str = DEFAULT_TIMEZONE
     misfire_grace_seconds: float = 6 * 3600.0  # a fire this late (machine asleep) still runs, once
     lease_seconds: float = 120.0  # a lease not renewed for this long is free (its holder died)

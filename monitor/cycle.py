@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from .clock import Clock
 from .config import Config, Query
@@ -103,7 +104,8 @@ class Cycle:
         self.config = config
         # Asked before every query and every batch store; a reason (SIGTERM, lease lost) stops the cycle there.
         self.stop = stop
-        self.run_id: int | None = None  # the run log entry of the cycle in progress (the daemon closes it on a hard stop)
+        # The run log entry of the cycle in progress (the daemon closes it on a hard stop).
+        self.run_id: int | None = None
         self.tagger = tagger
         self.client = client
         self.store = store
@@ -132,7 +134,7 @@ class Cycle:
                     self.store.finish_run(run_id, self.clock.now(), "stopped", str(exc))
                 else:
                     self.store.finish_run(run_id, self.clock.now(), "failed", f"{type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001 - the original error is the one to report
+            except Exception:
                 log.debug("could not close run %s", run_id, exc_info=True)
             raise
         report = RunReport(run_id, started, self.clock.now(), tuple(reports))

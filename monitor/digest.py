@@ -21,11 +21,12 @@ import re
 import smtplib
 import ssl
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import jinja2
 
@@ -67,8 +68,8 @@ class Vocabulary:
 
     @classmethod
     def from_taxonomy(cls, taxonomy: object) -> Vocabulary:
-        tags = getattr(taxonomy, "tags")
-        ids = getattr(taxonomy, "ids")
+        tags = taxonomy.tags
+        ids = taxonomy.ids
         return cls(labels={t.id: t.label for t in tags.values()}, conditions=tuple(ids("condition")),
                    interventions=tuple(ids("intervention")))
 
@@ -564,7 +565,7 @@ def build_due(config: Config, store: Storage, clock: Clock, vocabulary: Vocabula
 def preview(config: Config, store: Storage, clock: Clock, vocabulary: Vocabulary,
             since: dt.date) -> tuple[Digest, EmailMessage]:
     """Every paper first found from ``since`` (00:00 UTC) to now, delivered before or not; nothing is logged."""
-    start = dt.datetime.combine(since, dt.time(), tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     digest = collect(config, store, vocabulary, since=start, until=clock.now(), undelivered_only=False,
                      preview=True)
     return digest, message(digest, require(config))

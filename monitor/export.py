@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 from .citations import write_bibtex, write_csl_json, write_ris
 from .store import StoredPaper

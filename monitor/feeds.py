@@ -116,7 +116,7 @@ class ItemRef:
 
 def _ref(guid: str, at: dt.datetime, pmid: str, fingerprint: str, change: StatusChange | None = None) -> ItemRef:
     # Encoded once per item rather than once per document that holds it (a paper is in ten or so).
-    return ItemRef(guid, at, pmid, fingerprint, change, f"|{guid}|{at.isoformat()}|{fingerprint}".encode("utf-8"))
+    return ItemRef(guid, at, pmid, fingerprint, change, f"|{guid}|{at.isoformat()}|{fingerprint}".encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,7 @@ class Document:
 
     def fingerprint(self, settings: FeedsConfig) -> str:
         h = hashlib.sha256(f"{RENDER_VERSION}|{settings.base_url}|{self.title}|{self.feed.description}|"
-                           f"{self.links}|{self.archive}".encode("utf-8"))
+                           f"{self.links}|{self.archive}".encode())
         h.update(b"".join(item.token for item in self.items))
         return h.hexdigest()
 
@@ -310,7 +310,7 @@ def _attr(value: str) -> str:
 @functools.lru_cache(maxsize=4096)  # the papers one run finds share their first-found time
 def rfc822(at: dt.datetime) -> str:
     """RFC 822 date in UTC as RSS wants it ("Sun, 22 Nov 2026 06:00:00 +0000"), as email.utils formats it."""
-    u = at.astimezone(dt.timezone.utc)
+    u = at.astimezone(dt.UTC)
     return (f"{_DAYS[u.weekday()]}, {u.day:02d} {_MONTHS[u.month - 1]} {u.year:04d} "
             f"{u.hour:02d}:{u.minute:02d}:{u.second:02d} +0000")
 
@@ -814,7 +814,7 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: Storage, wor
             result = _render_and_write(older, job, records)
             report = {"written": result.written, "incomplete": list(result.incomplete)}
             code = 0
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a message
+        except BaseException as exc:
             report = {"error": getattr(exc, "strerror", None) or str(exc) or type(exc).__name__}
         finally:
             with contextlib.suppress(BaseException):

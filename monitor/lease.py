@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .clock import Clock
 from .errors import LeaseBusy, MonitorError

@@ -44,7 +44,7 @@ from monitor.types import (
     RecordError,
 )
 
-__all__ = ["parse", "iter_records_raw"]
+__all__ = ["iter_records_raw", "parse"]
 
 Source = bytes | bytearray | memoryview | BinaryIO
 

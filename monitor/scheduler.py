@@ -25,8 +25,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -59,7 +60,7 @@ def logfmt(**fields: Any) -> str:
         if isinstance(value, float):
             text = f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
         elif isinstance(value, dt.datetime):
-            text = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            text = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         else:
             text = str(value)
         if text == "" or any(c in text for c in ' "=\n\t'):
@@ -275,7 +276,7 @@ class Daemon:
         except MonitorError as exc:  # the database or the feed folder failed: log, keep the daemon alive
             event("cycle_failed", logging.ERROR, error=str(exc), seconds=round(time.monotonic() - began, 3))
             self._note_outcome(CYCLE_JOB, "failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad cycle must not end a months-long daemon
+        except Exception as exc:
             log.exception("cycle crashed")
             event("cycle_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             self._note_outcome(CYCLE_JOB, "failed", f"{type(exc).__name__}: {exc}")
@@ -345,7 +346,7 @@ class Daemon:
                                           fields.get("error") or fields.get("reason"))
         except MonitorError as exc:
             event("digest", logging.ERROR, status="failed", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - keep the daemon alive
+        except Exception as exc:
             log.exception("digest crashed")
             event("digest", logging.ERROR, status="failed", error=f"{type(exc).__name__}: {exc}")
         finally:

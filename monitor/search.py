@@ -18,8 +18,9 @@ import csv
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 from .errors import SearchSyntaxError, UsageError
 from .export import CSV_COLUMNS, WRITERS, _csv_row, paper_record
@@ -39,7 +40,7 @@ class SearchRequest:
     or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match."""
 
     text: str | None = None
-    filters: PaperFilter = PaperFilter()
+    filters: PaperFilter = PaperFilter()  # noqa: RUF009 - frozen, shared safely
     sort: str | None = None
     limit: int | None = 20
 

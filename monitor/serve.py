@@ -110,7 +110,7 @@ class FeedApp:
     def _health(self, method: str, start_response: StartResponse) -> Iterable[bytes]:
         index = self.root / "index.html"
         try:
-            generated = dt.datetime.fromtimestamp(index.stat().st_mtime, dt.timezone.utc).isoformat()
+            generated = dt.datetime.fromtimestamp(index.stat().st_mtime, dt.UTC).isoformat()
             status, ok = "200 OK", True
         except OSError:
             generated, status, ok = None, "503 Service Unavailable", False
@@ -135,7 +135,7 @@ def _not_modified(environ: dict[str, Any], etag: str, mtime_ns: int) -> bool:
         except (TypeError, ValueError):
             return False
         if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.timezone.utc)
+            since = since.replace(tzinfo=dt.UTC)
         return int(mtime_ns / 1e9) <= since.timestamp()
     return False
 

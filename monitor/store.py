@@ -15,9 +15,10 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -33,8 +34,8 @@ from .types import (
     QueryReport,
     StatusChange,
     StoreOutcome,
-    TagInput,
     Tagging,
+    TagInput,
     TextAll,
     TextAny,
     TextNode,
@@ -1390,7 +1391,7 @@ def _filter_clauses(f: PaperFilter, pmid: Any = None, *, drive: bool = False) ->
 
 
 def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
 def _positive_terms(node: TextNode) -> list[TextTerm]:
@@ -1492,7 +1493,7 @@ def _lease_row(r: Any) -> LeaseRow:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """SQLite hands datetimes back naive; everything we store is UTC."""
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _reason(exc: BaseException) -> str:
@@ -1506,7 +1507,7 @@ def _reason(exc: BaseException) -> str:
 def _safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for an error message
+    except Exception:
         return "(unparsable URL)"
 
 

@@ -45,10 +45,10 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ConfigError
 
@@ -56,7 +56,7 @@ try:  # stdlib (3.11+); used only to order patterns by their shortest match
     import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover
     _sre_parse = None
-from .types import Article, TagEvidence, TagInput, Tagging
+from .types import Article, TagEvidence, Tagging, TagInput
 
 __all__ = ["DEFAULT_TAXONOMY", "TagDef", "Taxonomy", "load_taxonomy", "parse_taxonomy", "tag"]
 
@@ -331,7 +331,8 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
             owners.setdefault(_lower_regex(p), f"cues.{name}")
     for i, p in enumerate(ignore):
         if _lower_regex(p) in owners:
-            raise ConfigError(f"{p!r} is also listed in {owners[_lower_regex(p)]}; an ignore phrase would hide it there",
+            raise ConfigError(f"{p!r} is also listed in {owners[_lower_regex(p)]}; "
+                              "an ignore phrase would hide it there",
                               path=file, key=f"ignore.patterns[{i}]")
     # One scanner for everything: tag patterns, sentence cues, relevance vocabularies, ignore phrases.
     entries: list[tuple[str, Any]] = list(term_entries)

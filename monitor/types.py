@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Union
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 # CommentsCorrections RefTypes that change how a reader should treat a paper.
 STATUS_REF_TYPES: frozenset[str] = frozenset(
@@ -230,7 +230,7 @@ class RecordError:
     message: str
 
 
-ParsedItem = Union[Article, Deletion, RecordError]
+ParsedItem = Article | Deletion | RecordError
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +416,7 @@ class TextAll:
         return query
 
 
-TextNode = Union[TextTerm, TextAny, TextAll]
+TextNode = TextTerm | TextAny | TextAll
 
 
 def _fts5_group(node: TextNode) -> str:

@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import functools
 import json
-from pathlib import Path
 
 from monitor import pubmed
 from monitor.digest import Vocabulary

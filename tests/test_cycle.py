@@ -16,7 +16,7 @@ def state(last: dt.datetime, term: str = Q.term) -> QueryState:
     return QueryState("axis", term, last, dt.date(2024, 1, 1), last.date())
 
 
-LAST = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.timezone.utc)
+LAST = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
 
 
 def test_first_run_backfills_from_since() -> None:

@@ -7,14 +7,15 @@ Every wait polls the database or the log with a deadline; nothing asserts on a b
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import feedparser
 import pytest
@@ -132,7 +133,7 @@ class DaemonWorld(FeedWorld):
 
 
 def _ts(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0, procs: list[Proc] = ()) -> object:
@@ -272,7 +273,7 @@ def test_two_daemons_never_overlap_a_cycle_and_store_nothing_twice(dw: DaemonWor
         [(r["id"], r["status"], r["message"]) for r in runs],
         dw.query("SELECT run_id, query_name, status, message FROM run_queries WHERE status != 'ok'"))
     spans = sorted((r["started"], r["finished"]) for r in runs)
-    for (s1, f1), (s2, f2) in zip(spans, spans[1:]):
+    for (s1, f1), (s2, f2) in itertools.pairwise(spans):
         assert f1 <= s2, f"cycles overlap: {s1}..{f1} and {s2}..{f2}"
     # Which daemon ran which cycle: both took part, and each skip names the other one.
     ran_by = {p.pid: {int(c["run"]) for c in p.events("cycle")} for p in (a, b)}
@@ -296,7 +297,7 @@ def test_a_killed_daemons_lease_expires_and_the_next_one_proceeds(dw: DaemonWorl
     assert f"/{first.pid}/" in holder
     first.popen.send_signal(signal.SIGKILL)
     first.popen.wait(timeout=10)
-    killed_at = dt.datetime.now(dt.timezone.utc)
+    killed_at = dt.datetime.now(dt.UTC)
     assert dw.query("SELECT holder FROM locks") == [(holder,)]  # nobody released it
 
     # The next daemon fires every second: it finds the lease held, skips, and runs once it lapses.
@@ -349,7 +350,7 @@ def test_a_fire_missed_while_down_runs_once_on_start_up(dw: DaemonWorld) -> None
     assert "recent runs:" in status.stdout and "papers: " in status.stdout  # the existing sections stay
 
 
-def test_a_missed_monday_digest_is_sent_on_start_up(dw: DaemonWorld, smtp) -> None:
+def test_a_missed_monday_digest_is_sent_on_start_up(dw: DaemonWorld, smtp) -> None:  # noqa: F811 - fixture
     inbox, controller = smtp
     with dw.config.open("a", encoding="utf-8") as fh:
         fh.write(f'\n[digest]\nsmtp_host = "127.0.0.1"\nsmtp_port = {controller.port}\nsecurity = "none"\n'

@@ -15,9 +15,9 @@ import email.policy
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -29,7 +29,7 @@ from tests import digest_data as dd
 from tests.conftest import DATA, SHIPPED_CONFIG
 
 GOLDEN = DATA / "digest"
-WEEK1 = dt.datetime(2026, 11, 16, 3, 0, tzinfo=dt.timezone.utc)
+WEEK1 = dt.datetime(2026, 11, 16, 3, 0, tzinfo=dt.UTC)
 SEND_HOUR = dt.timedelta(hours=5)  # digests go out at 08:00, runs happen at 03:00
 RECIPIENTS = ["Derm Team <derm@example.org>", "research@example.org"]
 
@@ -40,7 +40,7 @@ class Inbox:
     def __init__(self) -> None:
         self.received: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 Message accepted for delivery"
 
@@ -429,7 +429,7 @@ class TlsInbox(Inbox):
         super().__init__()
         self.sessions: list[tuple[bool, bytes | None]] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope) -> str:
         encrypted = server.transport.get_extra_info("ssl_object") is not None
         self.sessions.append((encrypted, getattr(session.auth_data, "login", None)))
         return await super().handle_DATA(server, session, envelope)

@@ -7,11 +7,11 @@ end-to-end behaviour over real loopback HTTP is in test_cycle_e2e.py.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 import threading
 import urllib.parse
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -236,7 +236,7 @@ def test_date_range_is_halved_until_each_slice_is_under_the_cap() -> None:
     assert all(s.result.count <= 9999 for s in slices)
     covered = [(s.mindate, s.maxdate) for s in slices]
     assert covered[0][0] == start and covered[-1][1] == start + dt.timedelta(days=39)
-    for (_, prev_hi), (lo, _) in zip(covered, covered[1:]):
+    for (_, prev_hi), (lo, _) in itertools.pairwise(covered):
         assert lo == prev_hi + dt.timedelta(days=1)  # contiguous, no gap, no overlap
     assert sum(s.result.count for s in slices) == 20000
 

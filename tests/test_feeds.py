@@ -21,8 +21,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import feedparser
 import pytest
@@ -111,7 +111,7 @@ def test_run_writes_valid_feeds_that_hold_exactly_the_right_papers(fw: FeedWorld
         entry = by_guid[f"pubmed:{p['pmid']}"]
         assert entry.title == p["title"]
         assert entry.link == f"https://pubmed.ncbi.nlm.nih.gov/{p['pmid']}/"
-        assert dt.datetime(*entry.published_parsed[:6], tzinfo=dt.timezone.utc) == dt.datetime.fromisoformat(
+        assert dt.datetime(*entry.published_parsed[:6], tzinfo=dt.UTC) == dt.datetime.fromisoformat(
             p["first_seen_at"])
         terms = {t.term for t in entry.tags}
         assert set(p["conditions"]) | set(p["interventions"]) | set(p["designs"]) == terms
@@ -179,7 +179,7 @@ def test_retracting_a_delivered_paper_adds_one_status_item_and_no_duplicate(fw: 
     assert item.id == f"{original}:retraction:99999999"
     assert item.title == f"[Retracted] {target['title']}"
     assert item.link == "https://pubmed.ncbi.nlm.nih.gov/99999999/"
-    assert dt.datetime(*item.published_parsed[:6], tzinfo=dt.timezone.utc) == dt.datetime.fromisoformat(later)
+    assert dt.datetime(*item.published_parsed[:6], tzinfo=dt.UTC) == dt.datetime.fromisoformat(later)
     assert {t.term for t in item.tags} == {"status_change", "retraction"}
     assert ids[0] == item.id  # newest first
     for c in target["conditions"]:  # topic feeds carry it too
@@ -263,7 +263,7 @@ def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
     tagging = Tagging(conditions=("psoriasis",), interventions=("probiotics",), gut_skin_relevant=True,
                       relevance=0.9, taxonomy_version="t",
                       evidence=(TagEvidence("psoriasis", "condition", "title", "psoriasis<", 3.0),))
-    now = dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     with Storage.open(f"sqlite:///{tmp_path}/h.sqlite3") as store:
         store.store_batch([article], query="q", now=now, tagger=lambda paper: tagging)
         publish(store, taxonomy, config.feeds, now, out=tmp_path / "out")
@@ -369,7 +369,7 @@ def newsboat(home: Path, urls: list[str]) -> list[tuple[str, str, str]]:
 
 
 def test_newsboat_subscribes_to_the_main_and_a_condition_feed(served, tmp_path: Path) -> None:
-    fw, url, proc = served
+    fw, url, _proc = served
     relevant = fw.relevant()
     condition = sorted({c for p in relevant for c in p["conditions"]})[0]
     main_url, topic_url = url + "main.xml", url + f"{condition}.xml"

@@ -4,6 +4,7 @@ processes contending for it on one SQLite file; `monitor run` refusing or waitin
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from monitor.lease import Lease, busy_message, describe_holder
 from monitor.store import Storage
 from tests.conftest import ROOT
 
-T0 = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -141,5 +142,5 @@ def test_processes_contending_for_the_lease_never_hold_it_together(tmp_path: Pat
     assert sum(1 for spans in results if spans) >= 2, [len(s) for s in results]  # real contention
     spans = sorted(span for spans in results for span in spans)
     assert len(spans) >= 10
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, e2) in itertools.pairwise(spans):
         assert e1 <= s2, f"two processes held the lease at once: {s1}..{e1} and {s2}..{e2}"

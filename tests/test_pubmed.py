@@ -595,7 +595,7 @@ def test_iter_records_raw_round_trips() -> None:
     raw = list(pubmed.iter_records_raw(data))
     expected = articles(data)
     assert [pmid for pmid, _ in raw] == [a.pmid for a in expected]
-    for (pmid, xml), article in zip(raw, expected):
+    for (_pmid, xml), article in zip(raw, expected):
         assert xml.startswith(b"<PubmedArticle>") and xml.endswith(b"</PubmedArticle>")
         (again,) = articles(b"<PubmedArticleSet>" + xml + b"</PubmedArticleSet>")
         assert again == article

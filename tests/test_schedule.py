@@ -4,6 +4,7 @@ the interval form, cron's weekday numbering, missed fires; and the [schedule] co
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ from monitor.schedule import (
 from tests.conftest import SHIPPED_CONFIG
 
 NY = ZoneInfo("America/New_York")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def utc(*args: int) -> dt.datetime:
@@ -42,7 +43,7 @@ def test_default_cycle_fires_once_a_day_at_0330_eastern_across_both_dst_changes(
         # 03:30 EST is 08:30 UTC, 03:30 EDT 07:30 UTC: the UTC instant moves with the offset.
         offsets = [t.utcoffset() for t in local]
         as_utc = [f.astimezone(UTC) for f in fires]
-        for t, off, u in zip(local, offsets, as_utc):
+        for _t, off, u in zip(local, offsets, as_utc):
             assert (u.hour, u.minute) == ((8, 30) if off == dt.timedelta(hours=-5) else (7, 30))
     spring = [f.astimezone(NY) for f in next_fire_times(trigger, utc(2026, 3, 7), 2)]
     assert [f.utcoffset() for f in spring] == [dt.timedelta(hours=-5), dt.timedelta(hours=-4)]
@@ -71,7 +72,7 @@ def test_weekly_digest_is_monday_0700_local_in_the_configured_zone() -> None:
         fires = next_fire_times(trigger, utc(2026, 3, 1), 10)  # across the US and EU spring changes
         local = [f.astimezone(ZoneInfo(zone)) for f in fires]
         assert all(t.weekday() == 0 and (t.hour, t.minute) == (7, 0) for t in local), local
-        assert all(b - a in (dt.timedelta(days=7),) for a, b in zip(local, local[1:]))  # local dates a week apart
+        assert all(b - a in (dt.timedelta(days=7),) for a, b in itertools.pairwise(local))  # local dates a week apart
     ny = next_fire_times(cron_trigger(DEFAULT_DIGEST_CRON, "America/New_York"), utc(2026, 3, 1), 2)
     # A week apart on the calendar but 167 hours apart in real time across the spring change.
     assert ny[1] - ny[0] == dt.timedelta(days=7) and (ny[1].timestamp() - ny[0].timestamp()) == 167 * 3600

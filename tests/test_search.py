@@ -24,7 +24,7 @@ from monitor.types import AbstractSection, Article, Author, Correction, Deletion
 from tests.conftest import DATA, ROOT, SHIPPED_CONFIG
 from tests.tagging_data import LABELLED, row_to_article
 
-NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=30)
 
 

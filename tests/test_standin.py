@@ -150,7 +150,7 @@ def test_esearch_answers_in_ncbi_layout(standin: StandIn) -> None:
     assert resp.content.splitlines()[:2] == real.splitlines()[:2] == ESEARCH_PROLOG.encode().splitlines()
     assert [el.tag for el in etree.fromstring(resp.content)] == [el.tag for el in etree.fromstring(real)]
     expected = (
-        f"<eSearchResult><Count>10</Count><RetMax>10</RetMax><RetStart>0</RetStart><IdList>\n"
+        "<eSearchResult><Count>10</Count><RetMax>10</RetMax><RetStart>0</RetStart><IdList>\n"
         + "".join(f"<Id>{p}</Id>\n" for p in TEN)
         + f"</IdList><TranslationSet/><QueryTranslation>{TERM}</QueryTranslation></eSearchResult>\n"
     )
@@ -552,7 +552,7 @@ def test_concurrent_clients_are_served_safely(standin: StandIn) -> None:
                     params = {"db": "pubmed", "term": TERM, "usehistory": "y"}
                     resp = client.get(f"{standin.base_url}/esearch.fcgi", params=params)
                     webenvs.append(etree.fromstring(resp.content).findtext("WebEnv"))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]

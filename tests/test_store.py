@@ -19,7 +19,7 @@ from monitor.store import Storage, StoredMeta, decide, include_in_schema_compari
 from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport, TagInput
 from tests.conftest import DATA
 
-NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=1)
 
 
@@ -151,11 +151,11 @@ def test_reopening_is_harmless_and_sqlite_is_in_wal_mode(tmp_path: Path) -> None
 def test_database_errors_become_storage_errors(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.sqlite3"
     not_a_db.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StorageError, match="cannot open database .*junk.sqlite3.*file is not a database"):
+    with pytest.raises(StorageError, match=r"cannot open database .*junk.sqlite3.*file is not a database"):
         Storage.open(f"sqlite:///{not_a_db}")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StorageError, match="check storage.url / MONITOR_DB_URL"):
+    with pytest.raises(StorageError, match=r"check storage.url / MONITOR_DB_URL"):
         Storage.open(f"sqlite:///{blocker}/sub/m.sqlite3")
 
 
