@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,12 @@ from typing import Any
 
 from .errors import ConfigError
 from .schedule import JobSchedule, cron_trigger, parse_duration, parse_timezone
+from .tomlreader import TableReader, load_toml, toml_type
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 DEFAULT_DB_URL = "sqlite:///db/monitor.sqlite3"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HINT = "see README 'Configuration'"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -150,85 +151,22 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     """Read, validate and apply environment overrides. Raises :class:`ConfigError` (exit 2)."""
     path = Path(path)
     env = os.environ if env is None else env
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            "file not found (pass --config PATH or set MONITOR_CONFIG)", path=str(path)
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+    raw, _ = load_toml(path, missing="pass --config PATH or set MONITOR_CONFIG")
     return _build(raw, path, env)
-
-
-class _Reader:
-    """Pops typed values out of one TOML table, so leftovers are the unknown keys."""
-
-    def __init__(self, table: Any, where: str, file: str) -> None:
-        self.file = file
-        self.where = where
-        if not isinstance(table, dict):
-            self.fail(None, "must be a table")
-        self.table = dict(table)
-
-    def key(self, name: str | None) -> str:
-        if not name:
-            return self.where
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str | None, message: str) -> None:
-        raise ConfigError(message, path=self.file, key=self.key(name))
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
-        if name not in self.table:
-            if required:
-                self.fail(name, "is required")
-            return default
-        value = self.table.pop(name)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is an int in Python; TOML true must not pass as a number.
-        if isinstance(value, bool) and bool not in kinds:
-            self.fail(name, f"must be {_kind_name(kinds)}, not a boolean")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kinds == (dt.date,) and isinstance(value, dt.datetime):
-            self.fail(name, "must be a date like 2024-01-01 (no time)")
-        if not isinstance(value, kinds):
-            self.fail(name, f"must be {_kind_name(kinds)}, not {_toml_type(value)}")
-        return value
-
-    def text(self, name: str, default: str | None = None, required: bool = False) -> str | None:
-        value = self.get(name, str, default, required)
-        if value is not None and required and not value.strip():
-            self.fail(name, "must be a non-empty string")
-        return value
-
-    def number(self, name: str, kind: type, default: Any, minimum: float, maximum: float) -> Any:
-        value = self.get(name, kind, default)
-        if not minimum <= value <= maximum:
-            self.fail(name, f"must be between {minimum:g} and {maximum:g}, not {value}")
-        return value
-
-    def done(self) -> None:
-        if self.table:
-            unknown = sorted(self.table)[0]
-            self.fail(unknown, "unknown key (check the spelling; see README 'Configuration')")
 
 
 def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     file = path.name
-    top = _Reader(raw, "", file)
+    top = TableReader(raw, "", file, hint=_HINT)
     lookback = top.number("lookback_days", int, 30, 0, 3650)
     default_since = top.get("since", dt.date)
-    entrez = _entrez(_Reader(top.get("entrez", dict, {}), "entrez", file), env)
-    storage = _storage(_Reader(top.get("storage", dict, {}), "storage", file), path, env)
-    tagging = _tagging(_Reader(top.get("tagging", dict, {}), "tagging", file), path)
-    feeds = _feeds(_Reader(top.get("feeds", dict, {}), "feeds", file), path, env)
+    entrez = _entrez(top.child("entrez", top.get("entrez", dict, {})), env)
+    storage = _storage(top.child("storage", top.get("storage", dict, {})), path, env)
+    tagging = _tagging(top.child("tagging", top.get("tagging", dict, {})), path)
+    feeds = _feeds(top.child("feeds", top.get("feeds", dict, {})), path, env)
     raw_digest = top.get("digest", dict)
-    digest = None if raw_digest is None else _digest(_Reader(raw_digest, "digest", file), path, env)
-    schedule = _schedule(_Reader(top.get("schedule", dict, {}), "schedule", file))
+    digest = None if raw_digest is None else _digest(top.child("digest", raw_digest), path, env)
+    schedule = _schedule(top.child("schedule", top.get("schedule", dict, {})))
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -236,7 +174,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     queries: list[Query] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw_queries):
-        q = _query(_Reader(item, f"queries[{i}]", file), default_since)
+        q = _query(TableReader(item, f"queries[{i}]", file, hint=_HINT), default_since)
         if q.name in seen:
             raise ConfigError(
                 f"duplicate query name {q.name!r} (also queries[{seen[q.name]}].name)",
@@ -249,7 +187,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
                   lookback_days=lookback, feeds=feeds, digest=digest, schedule=schedule)
 
 
-def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
+def _entrez(r: TableReader, env: Mapping[str, str]) -> EntrezConfig:
     # Read every key from the file first (so typos are caught), then let the environment win.
     file_base_url = r.text("base_url", DEFAULT_BASE_URL)
     base_url = env.get("MONITOR_EUTILS_URL") or file_base_url or DEFAULT_BASE_URL
@@ -279,7 +217,7 @@ def _entrez(r: _Reader, env: Mapping[str, str]) -> EntrezConfig:
     return cfg
 
 
-def _storage(r: _Reader, path: Path, env: Mapping[str, str]) -> StorageConfig:
+def _storage(r: TableReader, path: Path, env: Mapping[str, str]) -> StorageConfig:
     file_url = r.text("url", DEFAULT_DB_URL)
     url = env.get("MONITOR_DB_URL") or file_url or DEFAULT_DB_URL
     r.done()
@@ -288,14 +226,14 @@ def _storage(r: _Reader, path: Path, env: Mapping[str, str]) -> StorageConfig:
     return StorageConfig(url=absolute_sqlite_url(url, path.resolve().parent))
 
 
-def _tagging(r: _Reader, path: Path) -> TaggingConfig:
+def _tagging(r: TableReader, path: Path) -> TaggingConfig:
     """The taxonomy file (tags, synonyms, MeSH) lives beside the config unless told otherwise."""
     name = r.text("taxonomy", "taxonomy.toml") or "taxonomy.toml"
     r.done()
     return TaggingConfig(taxonomy=(path.resolve().parent / name))
 
 
-def _feeds(r: _Reader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
+def _feeds(r: TableReader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
     """Where feeds are written and the public URL they are served under (MONITOR_FEEDS_URL overrides)."""
     out = r.text("out", "feeds") or "feeds"
     file_url = r.text("base_url", DEFAULT_FEEDS_URL)
@@ -310,7 +248,7 @@ def _feeds(r: _Reader, path: Path, env: Mapping[str, str]) -> FeedsConfig:
         r.fail("title", "must be a non-empty string")
     return FeedsConfig(out=path.resolve().parent / out, base_url=base_url.rstrip("/") + "/", limit=limit,
                        title=(title or "").strip())
-def _digest(r: _Reader, path: Path, env: Mapping[str, str]) -> DigestConfig:
+def _digest(r: TableReader, path: Path, env: Mapping[str, str]) -> DigestConfig:
     """``[digest]``: where and how the weekly email goes. Addresses and the subject prefix end up in mail
     headers, so line breaks are refused here rather than trusted to be escaped later."""
     if "smtp_password" in r.table or "password" in r.table:
@@ -325,7 +263,7 @@ def _digest(r: _Reader, path: Path, env: Mapping[str, str]) -> DigestConfig:
     for i, item in enumerate(to_list):
         where = f"to[{i}]" if isinstance(raw_to, list) else "to"
         if not isinstance(item, str):
-            r.fail(where, f"must be a string, not {_toml_type(item)}")
+            r.fail(where, f"must be a string, not {toml_type(item)}")
         recipients.append(_address(r, where, item))
     security = r.text("security", "starttls") or "starttls"
     if security not in SECURITY_PORTS:
@@ -362,7 +300,7 @@ def _digest(r: _Reader, path: Path, env: Mapping[str, str]) -> DigestConfig:
     return cfg
 
 
-def _schedule(r: _Reader) -> ScheduleConfig:
+def _schedule(r: TableReader) -> ScheduleConfig:
     """``[schedule]`` (issue 7): ``cycle`` (cron) or ``every`` (interval) for the monitoring cycle, ``digest``
     (cron), ``timezone`` for both crons, and the daemon's lease and shutdown timings."""
     timezone = r.text("timezone", DEFAULT_TIMEZONE) or ""
@@ -393,7 +331,7 @@ def _schedule(r: _Reader) -> ScheduleConfig:
                           lease_seconds=lease, stop_seconds=stop)
 
 
-def _cron(r: _Reader, name: str, default: str, timezone: str) -> str:
+def _cron(r: TableReader, name: str, default: str, timezone: str) -> str:
     expr = " ".join((r.text(name, default) or "").split())
     try:
         cron_trigger(expr, timezone)
@@ -402,7 +340,7 @@ def _cron(r: _Reader, name: str, default: str, timezone: str) -> str:
     return expr
 
 
-def _seconds(r: _Reader, name: str, default: float, minimum: float, maximum: float) -> float:
+def _seconds(r: TableReader, name: str, default: float, minimum: float, maximum: float) -> float:
     """A number of seconds, or a duration string like "90s", "5m", "6h"."""
     raw = r.get(name, (str, int, float), default)
     value = raw
@@ -416,7 +354,7 @@ def _seconds(r: _Reader, name: str, default: float, minimum: float, maximum: flo
     return float(value)
 
 
-def _address(r: _Reader, key: str, value: str) -> str:
+def _address(r: TableReader, key: str, value: str) -> str:
     """One mailbox, ``user@example.org`` or ``Name <user@example.org>``; nothing that could break a header."""
     from email.utils import parseaddr
 
@@ -439,7 +377,7 @@ def absolute_sqlite_url(url: str, base: Path) -> str:
     return url
 
 
-def _query(r: _Reader, default_since: dt.date | None) -> Query:
+def _query(r: TableReader, default_since: dt.date | None) -> Query:
     name = r.text("name", required=True) or ""
     if not NAME_RE.match(name):
         r.fail("name", f"must be a slug of lowercase letters, digits and hyphens, not {name!r}")
@@ -472,23 +410,3 @@ def term_problem(term: str) -> str | None:
 
 def _outside_quotes(text: str) -> str:
     return "".join(part for i, part in enumerate(text.split('"')) if i % 2 == 0)
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array",
-             dict: "a table", dt.date: "a date like 2024-01-01"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _toml_type(value: Any) -> str:
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dt.datetime):
-        return "a date-time"
-    if isinstance(value, dt.date):
-        return "a date"
-    return f"{type(value).__name__} {value!r}"
