@@ -41,7 +41,7 @@ from tagging_data import LABELLED, row_to_article  # noqa: E402
 
 from monitor import feeds, pubmed  # noqa: E402
 from monitor.config import load_config  # noqa: E402
-from monitor.store import Storage  # noqa: E402
+from monitor.storage import Storage  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
 

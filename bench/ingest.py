@@ -156,7 +156,8 @@ def stage_store(path: Path, db: Path, batch_size: int, query: str) -> dict:
     import sqlalchemy as sa
 
     from monitor.pubmed import parse
-    from monitor.store import Storage, paper_queries
+    from monitor.storage import Storage
+    from monitor.storage.schema import paper_queries
     from monitor.types import RecordError
 
     for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from _results import real_records, write_section  # noqa: E402
 
-from monitor.store import Storage, decode_tag_input, tag_input_json  # noqa: E402
+from monitor.storage import Storage  # noqa: E402
+from monitor.storage.tags import decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
 from monitor.types import Article  # noqa: E402
 

@@ -49,9 +49,11 @@ sys.path.insert(0, str(ROOT))
 from _results import real_records  # noqa: E402
 
 from monitor.search import SearchRequest, parse_query, search  # noqa: E402
-from monitor.store import PaperFilter, Storage, article_json, tagging_json  # noqa: E402
+from monitor.storage import Storage  # noqa: E402
+from monitor.storage.papers import article_json  # noqa: E402
+from monitor.storage.tags import tagging_json  # noqa: E402
 from monitor.tagging import load_taxonomy, tag  # noqa: E402
-from monitor.types import Article  # noqa: E402
+from monitor.types import Article, PaperFilter  # noqa: E402
 from tests.tagging_data import LABELLED, row_to_article  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)

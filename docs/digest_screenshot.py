@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from monitor import digest as digests  # noqa: E402
 from monitor.clock import FixedClock  # noqa: E402
 from monitor.config import load_config  # noqa: E402
-from monitor.store import Storage  # noqa: E402
+from monitor.storage import Storage  # noqa: E402
 from monitor.types import Correction  # noqa: E402
 from tests import digest_data as dd  # noqa: E402
 
@@ -33,7 +33,7 @@ def main() -> None:
         + '\n[digest]\nfrom = "Gut-skin monitor <monitor@example.org>"\nto = ["team@example.org"]\n',
         encoding="utf-8")
     config = load_config(config_path, env={})
-    week1 = dt.datetime(2026, 11, 16, 3, tzinfo=dt.timezone.utc)
+    week1 = dt.datetime(2026, 11, 16, 3, tzinfo=dt.UTC)
     week2 = week1 + dt.timedelta(days=7)
     dev, corpus = dd.dev_articles(), dd.corpus_articles()
     with Storage.open(f"sqlite:///{tmp}/m.sqlite3") as store:

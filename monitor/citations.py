@@ -16,8 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from .store import StoredPaper
-from .types import Article, Author
+from .types import Article, Author, StoredPaper
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _MONTHS = {m: i for i, m in enumerate(

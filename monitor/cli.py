@@ -39,9 +39,9 @@ from .search import FORMATS as SEARCH_FORMATS
 from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
 from .search import search as run_search
 from .serve import FeedServer
-from .store import PaperFilter, Storage, Tagger
+from .storage import Storage
 from .tagging import Taxonomy, load_taxonomy, tag
-from .types import QueryReport
+from .types import PaperFilter, QueryReport, Tagger
 
 log = logging.getLogger("monitor")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -24,8 +24,8 @@ from .clock import Clock
 from .config import Config, Query
 from .entrez import EntrezClient
 from .errors import EntrezError, QueryDegraded, Stopped
-from .store import QueryState, Storage, Tagger
-from .types import ParsedItem, QueryReport, RecordError, RunReport, SearchResult
+from .interfaces import CycleStore
+from .types import ParsedItem, QueryReport, QueryState, RecordError, RunReport, SearchResult, Tagger
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class _Tally:
 class Cycle:
     """Runs queries against NCBI into the store. Time comes from ``clock``, never the system."""
 
-    def __init__(self, config: Config, client: EntrezClient, store: Storage, clock: Clock,
+    def __init__(self, config: Config, client: EntrezClient, store: CycleStore, clock: Clock,
                  progress: Progress | None = None, tagger: Tagger | None = None,
                  stop: Callable[[], str | None] | None = None) -> None:
         self.config = config

@@ -3,7 +3,7 @@
 Owns the digest's content rules (:func:`build` is pure: papers, events and runs in, a :class:`Digest` out),
 its rendering (Jinja2 templates for the HTML and plain-text parts of one multipart/alternative message),
 SMTP delivery (:class:`SmtpMailer`) and the send-once bookkeeping (:func:`send_due`, through the digest log
-in :mod:`monitor.store`). It does not know about feeds or the network to NCBI.
+in :mod:`monitor.storage.digests`). It does not know about feeds or the network to NCBI.
 
 Delivery rule: a paper belongs to the first digest that is *sent* after it was found. A digest is logged with
 its papers before it is sent; only a ``sent`` digest delivers them, so a failed or interrupted send leaves
@@ -33,8 +33,9 @@ import jinja2
 from .clock import Clock
 from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
-from .store import RunSummary, StatusEvent, Storage, StoredPaper
-from .types import Article, QueryReport
+from .interfaces import DigestStore
+from .types import Article, QueryReport, RunSummary, StoredPaper
+from .types import StatusChange as StoredChange
 
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
 # Status changes worth an email: the reader may already cite the paper.
@@ -196,7 +197,7 @@ class DigestReport:
 # ------------------------------------------------------------------ content (pure)
 
 
-def build(papers: Iterable[StoredPaper], events: Iterable[StatusEvent], runs: Iterable[RunSummary], *,
+def build(papers: Iterable[StoredPaper], events: Iterable[StoredChange], runs: Iterable[RunSummary], *,
           vocabulary: Vocabulary, queries: Sequence[str], period: tuple[dt.datetime, dt.datetime],
           now: dt.datetime, max_papers: int, preview: bool = False) -> Digest:
     """The digest of these papers (first found in ``period``), status events and runs."""
@@ -284,8 +285,8 @@ def _paper(p: StoredPaper, vocabulary: Vocabulary) -> DigestPaper:
     )
 
 
-def _status_change(e: StatusEvent) -> StatusChange:
-    notice = e.detail.get("pmid")
+def _status_change(e: StoredChange) -> StatusChange:
+    notice = e.notice_pmid
     return StatusChange(pmid=e.pmid, title=one_line(e.title) or "(no title)", url=pubmed_url(e.pmid),
                         label=STATUS_LABELS.get(e.kind, e.kind.replace("_", " ").capitalize()), at=e.at.date(),
                         notice_url=pubmed_url(str(notice)) if notice and str(notice).isdigit() else None)
@@ -534,7 +535,7 @@ def next_due(last_sent_end: dt.datetime, interval_days: int) -> dt.datetime:
     return last_sent_end + dt.timedelta(days=interval_days) * 0.8
 
 
-def collect(config: Config, store: Storage, vocabulary: Vocabulary, *, since: dt.datetime, until: dt.datetime,
+def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since: dt.datetime, until: dt.datetime,
             undelivered_only: bool = True, preview: bool = False) -> Digest:
     """Read what a digest for ``[since, until]`` contains and build it."""
     cfg = require(config)
@@ -547,14 +548,14 @@ def collect(config: Config, store: Storage, vocabulary: Vocabulary, *, since: dt
     )
 
 
-def due_period(config: Config, store: Storage, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def due_period(config: Config, store: DigestStore, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """From the end of the last sent digest (or ``first_days`` back, for the first one) to now."""
     last = store.last_sent_digest()
     start = last.period_end if last else now - dt.timedelta(days=require(config).first_days)
     return (min(start, now), now)
 
 
-def build_due(config: Config, store: Storage, clock: Clock, vocabulary: Vocabulary) -> tuple[Digest, EmailMessage]:
+def build_due(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabulary) -> tuple[Digest, EmailMessage]:
     """The digest :func:`send_due` would send now (for ``--dry-run``); nothing is logged."""
     now = clock.now()
     since, until = due_period(config, store, now)
@@ -562,7 +563,7 @@ def build_due(config: Config, store: Storage, clock: Clock, vocabulary: Vocabula
     return digest, message(digest, require(config))
 
 
-def preview(config: Config, store: Storage, clock: Clock, vocabulary: Vocabulary,
+def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabulary,
             since: dt.date) -> tuple[Digest, EmailMessage]:
     """Every paper first found from ``since`` (00:00 UTC) to now, delivered before or not; nothing is logged."""
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
@@ -571,7 +572,7 @@ def preview(config: Config, store: Storage, clock: Clock, vocabulary: Vocabulary
     return digest, message(digest, require(config))
 
 
-def send_due(config: Config, store: Storage, clock: Clock, mailer: Mailer, vocabulary: Vocabulary, *,
+def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, vocabulary: Vocabulary, *,
              force: bool = False) -> DigestReport:
     """Build and send the digest if one is due (or ``force``), logging which papers it delivered.
 

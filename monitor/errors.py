@@ -18,6 +18,11 @@ one into a single line on stderr and an exit code (``exit_code``), never a trace
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import LeaseRow
+
 
 class MonitorError(Exception):
     """Base of every error the monitor raises deliberately."""
@@ -94,9 +99,9 @@ class MailError(MonitorError):
 
 
 class LeaseBusy(MonitorError):
-    """Another process holds the lease (``lease`` is the :class:`~monitor.store.LeaseRow`: who, since when)."""
+    """Another process holds the lease (``lease``: who, since when)."""
 
-    def __init__(self, message: str, lease: object) -> None:
+    def __init__(self, message: str, lease: LeaseRow) -> None:
         self.lease = lease
         super().__init__(message)
 

@@ -1,5 +1,5 @@
 """Export: stored papers → JSON Lines, JSON, CSV and (from :mod:`monitor.citations`) RIS, BibTeX and
-CSL-JSON. Pure formatting over :class:`~monitor.store.StoredPaper`.
+CSL-JSON. Pure formatting over :class:`~monitor.types.StoredPaper`.
 
 JSONL carries every parsed field (it is how other tools and our own checks read the database); JSON is the
 same records as one array; CSV flattens lists with ``; `` for spreadsheets.
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from .citations import write_bibtex, write_csl_json, write_ris
-from .store import StoredPaper
+from .types import StoredPaper
 
 CSV_COLUMNS = (
     "pmid", "version", "status", "deleted", "retracted", "title", "abstract", "authors", "journal",

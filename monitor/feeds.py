@@ -48,9 +48,9 @@ from lxml import etree
 from . import __version__
 from .config import FeedsConfig
 from .errors import PublishError
-from .store import FeedRow, Storage
+from .interfaces import FeedStore
 from .tagging import Taxonomy
-from .types import StatusChange
+from .types import FeedRow, StatusChange
 
 __all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "plan_feeds", "publish", "render_document"]
 
@@ -685,7 +685,7 @@ class PublishReport:
     processes: int = 1  # 2 when a large rendering was split over a forked process
 
 
-def publish(store: Storage, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
+def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
             queries: Sequence[str] = (), out: Path | None = None, *, workers: int | None = None) -> PublishReport:
     """Plan every feed from the store, render the documents whose content changed since the last run
     (fingerprints in a manifest beside them), and write them with the OPML list and the index to ``out``
@@ -777,7 +777,7 @@ def _render_and_write(docs: Sequence[Document], job: _RenderJob, records: Mappin
 PARALLEL_MIN_ITEMS = 20_000  # below this many item placements one process is quicker than forking
 
 
-def _render_split(docs: Sequence[Document], job: _RenderJob, store: Storage, workers: int | None) -> _Rendered:
+def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, workers: int | None) -> _Rendered:
     """:func:`_render_and_write` over ``docs``, in two processes when the job is large, fork is available
     (Linux) and this process runs no other thread (forking a threaded process, e.g. the scheduler daemon,
     is not safe: that case stays in one process). The documents are split by time — the older archive

@@ -15,9 +15,9 @@ from .config import Config, Query
 from .cycle import Cycle, Progress
 from .entrez import EntrezClient
 from .feeds import PublishReport
+from .interfaces import CycleStore
 from .lease import Lease
-from .store import Storage, Tagger
-from .types import QueryReport, RunReport
+from .types import QueryReport, RunReport, Tagger
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class CycleResult:
     published: PublishReport
 
 
-def monitoring_cycle(*, config: Config, store: Storage, client: EntrezClient, clock: Clock, tagger: Tagger,
+def monitoring_cycle(*, config: Config, store: CycleStore, client: EntrezClient, clock: Clock, tagger: Tagger,
                      publish: Callable[[], PublishReport], lease: Lease, wait: float = 0.0,
                      queries: Sequence[Query] | None = None, since: dt.date | None = None,
                      on_query: Callable[[QueryReport], None] | None = None, progress: Progress | None = None,

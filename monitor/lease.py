@@ -3,7 +3,7 @@ store supports.
 
 A lease is a row in ``locks`` (migration 0006) naming its holder (host/pid/random id), what it is doing and
 when it expires. Taking, renewing and releasing are single conditional statements in
-:class:`~monitor.store.Storage`, so two processes can never both believe they hold it. While held, a
+:class:`~monitor.interfaces.LeaseStore`, so two processes can never both believe they hold it. While held, a
 heartbeat thread renews it every ``heartbeat`` seconds (a quarter of the lease by default); a holder that
 dies stops renewing, and once ``expires_at`` passes anyone may take the lease over. A holder that notices
 it lost its lease (it was suspended longer than the lease) reports that through :attr:`Lease.lost`, and the
@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 
 from .clock import Clock
 from .errors import LeaseBusy, MonitorError
-from .store import LeaseRow, Storage
+from .interfaces import LeaseStore
+from .types import LeaseRow
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ DIGEST = "digest"  # the daemon's digest job: never two digests sent at once
 class Lease:
     """One process's claim on the lease ``name``. Not reentrant; one per concurrent use."""
 
-    def __init__(self, store: Storage, name: str, *, purpose: str, clock: Clock, seconds: float,
+    def __init__(self, store: LeaseStore, name: str, *, purpose: str, clock: Clock, seconds: float,
                  heartbeat: float | None = None, host: str | None = None, pid: int | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store

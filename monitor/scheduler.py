@@ -36,10 +36,10 @@ from .clock import Clock
 from .config import Config
 from .cycle import Cycle, summarize
 from .errors import LeaseBusy, MonitorError, Stopped
+from .interfaces import ScheduleStore
 from .jobs import CycleResult
 from .lease import Lease
 from .schedule import Trigger, missed_fire, next_fire_times, parse_timezone, trigger_for
-from .store import Storage
 from .types import QueryReport
 
 log = logging.getLogger("monitor.daemon")
@@ -120,7 +120,7 @@ class Jobs:
 
 
 class Daemon:
-    def __init__(self, config: Config, store: Storage, clock: Clock, jobs: Jobs, cycle_lease: Lease,
+    def __init__(self, config: Config, store: ScheduleStore, clock: Clock, jobs: Jobs, cycle_lease: Lease,
                  stop_event: threading.Event | None = None) -> None:
         self.config = config
         self.cycle_lease = cycle_lease  # the lease jobs.cycle holds; released here on a hard stop

@@ -9,7 +9,7 @@ written (the index splits them into "glp 1" the same way it split the papers). M
 case-insensitive, ignores accents (ö = o) and stems English words (probiotic = probiotics).
 
 :func:`search` is the one entry point (the CLI and any later caller such as a scheduler use it); SQL stays
-in :mod:`monitor.store`.
+in :mod:`monitor.storage.search`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from .errors import SearchSyntaxError, UsageError
 from .export import CSV_COLUMNS, WRITERS, _csv_row, paper_record
-from .store import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, Storage
-from .types import TextAll, TextAny, TextNode, TextTerm
+from .interfaces import PaperReader
+from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
 
 FORMATS = ("table", "json", "jsonl", "csv", "ris", "bibtex", "csl-json")
 FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
@@ -45,7 +45,7 @@ class SearchRequest:
     limit: int | None = 20
 
 
-def search(store: Storage, request: SearchRequest) -> list[SearchHit]:
+def search(store: PaperReader, request: SearchRequest) -> list[SearchHit]:
     """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change), query the
     store, and fill in plain snippets where the store has none (PostgreSQL)."""
     node = parse_query(request.text) if request.text is not None else None

@@ -2,14 +2,15 @@
 
 Nothing here does I/O. Parsed records (:class:`Article`, :class:`Deletion`, :class:`RecordError`) come out
 of :mod:`monitor.pubmed`; :class:`SearchResult` out of :mod:`monitor.entrez`; :class:`QueryReport` and
-:class:`RunReport` out of :mod:`monitor.cycle`. ORM rows never leave :mod:`monitor.store`.
+:class:`RunReport` out of :mod:`monitor.cycle`. Rows never leave :mod:`monitor.storage`; what it hands out
+is at the end of this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -157,7 +158,8 @@ class Article:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (dates as ISO strings, tuples as lists)."""
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Article:
@@ -304,13 +306,18 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """A retraction, erratum, expression of concern or update that appeared on a stored paper at ``at``;
-    ``notice_pmid`` is the PMID of the notice itself when PubMed gives it."""
+    """A retraction, erratum, expression of concern, update or withdrawal that appeared on a stored paper at
+    ``at``: the one shape feeds, the digest and the web pages read. ``notice_pmid`` is the PMID of the notice
+    itself when PubMed gives it; ``id`` is the event's row (what a digest records as delivered); ``title``
+    and ``doi`` are the paper's, for readers who see the change without the paper."""
 
     pmid: str
-    kind: str  # retraction | erratum | expression_of_concern | update
+    kind: str  # retraction | erratum | expression_of_concern | update | deleted
     at: dt.datetime
     notice_pmid: str | None = None
+    id: int = 0
+    title: str = ""
+    doi: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +341,7 @@ class TagEvidence:
 class Tagging:
     """The tags of one paper (ids sorted) with their evidence and the taxonomy version that made them.
 
-    Field order matters to :mod:`monitor.store`: the tags and ``gut_skin_relevant`` come before
+    Field order matters to :mod:`monitor.storage.tags`: the tags and ``gut_skin_relevant`` come before
     ``relevance`` (it compares that prefix of stored JSON) and ``taxonomy_version`` comes last (it is
     stored in a column of its own, cut from the JSON)."""
 
@@ -356,7 +363,8 @@ class Tagging:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists, evidence as a list of dicts)."""
-        return _jsonable(dataclasses.asdict(self))
+        data: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tagging:
@@ -421,3 +429,153 @@ TextNode = TextTerm | TextAny | TextAll
 
 def _fts5_group(node: TextNode) -> str:
     return node.fts5() if isinstance(node, TextTerm) else f"({node.fts5()})"
+
+
+# ------------------------------------------------------------------ what storage hands out
+
+Tagger = Callable[[TagInput], Tagging]
+"""What tags one paper: :func:`monitor.tagging.tag` bound to a taxonomy."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMeta:
+    """What :func:`monitor.storage.papers.decide` needs to know about the stored copy of a paper."""
+
+    version: int
+    date_revised: dt.date | None
+    content_hash: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryState:
+    """A query's watermark: its term and window at its last successful run."""
+
+    name: str
+    term: str
+    last_success_at: dt.datetime
+    window_start: dt.date
+    window_end: dt.date
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPaper:
+    """A stored paper with what the monitor knows about it."""
+
+    article: Article
+    deleted: bool
+    first_seen_at: dt.datetime
+    updated_at: dt.datetime
+    queries: tuple[tuple[str, dt.datetime], ...]  # (query name, first found at)
+    tagging: Tagging | None = None  # None until the paper has been tagged
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """What the feeds plan with: a relevant paper's PMID, first-found time, a fingerprint of its stored
+    record and tagging (changes when either does), its condition and intervention tags, its queries, and
+    its stored tagging JSON (decoded only when an item is rendered: the items show designs and evidence)."""
+
+    pmid: str
+    first_seen_at: dt.datetime
+    fingerprint: str
+    conditions: tuple[str, ...]
+    interventions: tuple[str, ...]
+    queries: tuple[str, ...]
+    tagging_json: str = field(default="{}", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TagChanges:
+    """What (re)tagging changed: papers examined and changed, and per tag id how many papers gained or
+    lost it (``gut_skin_relevant`` counts as a tag here)."""
+
+    examined: int = 0
+    changed: int = 0  # papers whose tags (or relevance flag) changed
+    rewritten: int = 0  # papers whose stored tagging changed at all (evidence, score, taxonomy version)
+    relabelled: int = 0  # of those, papers whose tagging only changed its taxonomy version
+    added: tuple[tuple[str, int], ...] = ()
+    removed: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One entry of the run log with its per-query outcomes."""
+
+    id: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    status: str
+    queries: tuple[QueryReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """One row of the digest log."""
+
+    id: int
+    created_at: dt.datetime
+    period_start: dt.datetime
+    period_end: dt.datetime
+    status: str  # pending | sent | failed
+    subject: str
+    recipients: tuple[str, ...]
+    message_id: str | None
+    finished_at: dt.datetime | None
+    error: str | None
+    papers: int  # papers recorded with it (listed or counted)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRow:
+    """Who holds (or last held, if ``expires_at`` has passed) a lease."""
+
+    name: str
+    holder: str
+    host: str
+    pid: int
+    purpose: str
+    acquired_at: dt.datetime
+    heartbeat_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A scheduled job's last fire and how it ended."""
+
+    job: str
+    last_fire_at: dt.datetime
+    last_finished_at: dt.datetime | None
+    outcome: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaperFilter:
+    """Which stored papers a search or an export keeps. Tag lists mean "any of these"; different fields
+    must all hold. ``date_field``: ``published`` compares the publication date (``sort_date``: an unknown
+    month or day counts as the first), ``found`` the UTC day the monitor first stored the paper."""
+
+    conditions: tuple[str, ...] = ()
+    interventions: tuple[str, ...] = ()
+    designs: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+    date_field: str = "published"
+    relevant_only: bool = False
+    exclude_retracted: bool = False
+    include_deleted: bool = False
+
+
+SNIPPET_OPEN, SNIPPET_CLOSE = "\x02", "\x03"  # never in PubMed text; formatters turn them into markup
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: the paper, its score and a snippet with the matched words marked."""
+
+    paper: StoredPaper
+    score: float | None  # bm25 (lower is better) on SQLite; minus the title hits on PostgreSQL; None: no text
+    snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE

@@ -11,7 +11,7 @@ import json
 
 from monitor import pubmed
 from monitor.digest import Vocabulary
-from monitor.store import Storage
+from monitor.storage import Storage
 from monitor.tagging import Taxonomy, load_taxonomy, tag
 from monitor.types import Article, Journal, QueryReport
 from tests.conftest import DATA, ROOT

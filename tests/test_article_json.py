@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from monitor import pubmed
-from monitor.store import article_json
+from monitor.storage.papers import article_json
 from monitor.types import Article, Author, Correction, HistoryDate
 
 EFETCH = Path(__file__).parent / "data" / "efetch"

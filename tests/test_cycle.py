@@ -6,7 +6,7 @@ import datetime as dt
 
 from monitor.config import Query
 from monitor.cycle import plan_window, revision_start
-from monitor.store import QueryState
+from monitor.types import QueryState
 
 TODAY = dt.date(2026, 11, 22)
 Q = Query(name="axis", term="microbiome[tiab]", since=dt.date(2024, 1, 1))

@@ -375,7 +375,7 @@ def test_a_missed_monday_digest_is_sent_on_start_up(dw: DaemonWorld, smtp) -> No
 def test_monitor_run_refuses_or_waits_while_another_process_holds_the_lease(dw: DaemonWorld) -> None:
     from monitor.clock import SystemClock
     from monitor.lease import Lease
-    from monitor.store import Storage
+    from monitor.storage import Storage
 
     with Storage.open(f"sqlite:///{dw.db}") as store:
         other = Lease(store, "cycle", purpose="monitor start (daemon cycle)", clock=SystemClock(), seconds=6,

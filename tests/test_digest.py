@@ -23,7 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from monitor import digest as digests
-from monitor.store import Storage
+from monitor.storage import Storage
 from monitor.types import Article, Correction
 from tests import digest_data as dd
 from tests.conftest import DATA, SHIPPED_CONFIG

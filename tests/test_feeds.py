@@ -250,7 +250,7 @@ def test_archives_page_old_items_with_rfc5005_links(tmp_path: Path, run_monitor)
 def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
     from monitor.config import load_config
     from monitor.feeds import publish
-    from monitor.store import Storage
+    from monitor.storage import Storage
     from monitor.tagging import load_taxonomy
     from monitor.types import AbstractSection, Article, TagEvidence, Tagging
     from tests.conftest import SHIPPED_CONFIG
@@ -407,7 +407,7 @@ from pathlib import Path
 from monitor.config import load_config
 from monitor.errors import PublishError
 from monitor.feeds import publish
-from monitor.store import Storage
+from monitor.storage import Storage
 from monitor.tagging import load_taxonomy, tag
 from tests.tagging_data import LABELLED, row_to_article
 

@@ -16,7 +16,7 @@ import pytest
 from monitor.clock import FixedClock, SystemClock
 from monitor.errors import LeaseBusy
 from monitor.lease import Lease, busy_message, describe_holder
-from monitor.store import Storage
+from monitor.storage import Storage
 from tests.conftest import ROOT
 
 T0 = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
@@ -109,7 +109,7 @@ sys.path.insert(0, {root!r})
 from monitor.clock import SystemClock
 from monitor.errors import LeaseBusy
 from monitor.lease import Lease
-from monitor.store import Storage
+from monitor.storage import Storage
 
 store = Storage.open({url!r})
 lease = Lease(store, "cycle", purpose="contender", clock=SystemClock(), seconds=5)

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from monitor import pubmed
 from monitor.errors import SearchSyntaxError
 from monitor.search import SearchRequest, parse_query, search
-from monitor.store import PaperFilter, Storage, search_row
+from monitor.storage import Storage
+from monitor.storage.search import search_row
 from monitor.tagging import load_taxonomy, tag
-from monitor.types import AbstractSection, Article, Author, Correction, Deletion, Journal, PublicationType
+from monitor.types import AbstractSection, Article, Author, Correction, Deletion, Journal, PaperFilter, PublicationType
 from tests.conftest import DATA, ROOT, SHIPPED_CONFIG
 from tests.tagging_data import LABELLED, row_to_article
 

@@ -15,8 +15,10 @@ from alembic.migration import MigrationContext
 
 from monitor import pubmed
 from monitor.errors import StorageError
-from monitor.store import Storage, StoredMeta, decide, include_in_schema_comparison, metadata
-from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport, TagInput
+from monitor.storage import Storage
+from monitor.storage.papers import decide
+from monitor.storage.schema import include_in_schema_comparison, metadata
+from monitor.types import Article, Correction, Deletion, PublicationType, QueryReport, StoredMeta, TagInput
 from tests.conftest import DATA
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
@@ -204,7 +206,7 @@ def test_upgrade_from_0002_moves_tag_inputs_and_keeps_taggings(tmp_path: Path) -
     import sqlalchemy as sa
 
     from monitor import migrations
-    from monitor.store import tag_input_json
+    from monitor.storage.tags import tag_input_json
     from monitor.types import TagEvidence, Tagging
 
     url = f"sqlite:///{tmp_path}/old.sqlite3"
@@ -316,7 +318,7 @@ def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> Non
     """Retag reads only `tag_input`; a run tags the whole Article. They must never disagree."""
     import gzip
 
-    from monitor.store import decode_tag_input, tag_input_json
+    from monitor.storage.tags import decode_tag_input, tag_input_json
     from monitor.tagging import load_taxonomy, tag
     from tests.conftest import ROOT
 
@@ -338,7 +340,7 @@ def test_opening_retries_a_migration_that_met_a_lock_conflict(tmp_path, monkeypa
     import sqlalchemy as sa
 
     from monitor import migrations
-    from monitor import store as store_module
+    from monitor.storage import base as storage_base
 
     real, calls = migrations.upgrade, []
 
@@ -353,7 +355,7 @@ def test_opening_retries_a_migration_that_met_a_lock_conflict(tmp_path, monkeypa
         assert s.count_papers() == 0 and len(calls) == 3
 
     calls.clear()
-    monkeypatch.setattr(store_module, "_OPEN_RETRY_SECONDS", 0.0)  # a lock that never clears: a clear error
+    monkeypatch.setattr(storage_base, "OPEN_RETRY_SECONDS", 0.0)  # a lock that never clears: a clear error
     with pytest.raises(StorageError, match="database is locked"):
         Storage.open(f"sqlite:///{tmp_path}/other.sqlite3")
     assert len(calls) == 1

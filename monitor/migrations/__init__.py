@@ -1,8 +1,8 @@
-"""Alembic migrations for the monitor's schema, run in-process by :meth:`monitor.store.Storage.migrate`.
+"""Alembic migrations for the monitor's schema, run in-process by :func:`monitor.storage.base.migrate`.
 
 They live inside the package so an installed ``monitor`` can upgrade any database it opens. To add one:
 write ``versions/NNNN_what.py`` with ``revision``/``down_revision`` and ``upgrade()``, change the tables in
-:mod:`monitor.store` to match, and run ``pytest tests/test_store.py`` (it checks the two agree).
+:mod:`monitor.storage.schema` to match, and run ``pytest tests/test_storage_schema.py`` (it checks the two agree).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.connect() as conn:
         # Two processes opening a new database at once (two daemons) must migrate one after the other: on
-        # SQLite, take the write lock at BEGIN (see monitor.store._sqlite_begin) so the second waits.
+        # SQLite, take the write lock at BEGIN (see monitor.storage.base._sqlite_begin) so the second waits.
         conn.execution_options(sqlite_begin_immediate=True)
         with conn.begin():
             cfg.attributes["connection"] = conn

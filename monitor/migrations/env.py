@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from monitor.store import include_in_schema_comparison, metadata
+from monitor.storage.schema import include_in_schema_comparison, metadata
 
 connection = context.config.attributes["connection"]
 # The FTS5 search index (migration 0005) is not described by metadata; keep it out of comparisons.

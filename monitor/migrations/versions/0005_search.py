@@ -4,12 +4,12 @@ dialects).
 
 SQLite only (``papers_fts`` is a virtual table; on PostgreSQL ``Storage.search`` falls back to plain
 matching and this migration does nothing). The rowid is the PMID; withdrawn papers are not indexed.
-The table is not in ``monitor.store.metadata``: SQLAlchemy cannot describe a virtual table, and SQLite
+The table is not in ``monitor.storage.schema.metadata``: SQLAlchemy cannot describe a virtual table, and SQLite
 owns its shadow tables (``papers_fts_data`` …), so ``store.include_in_schema_comparison`` leaves them out
 of the migrations-vs-metadata comparison.
 
 The SQL below fills the index from the stored JSON. It is a frozen copy of
-``monitor.store.FTS_REBUILD_SQL`` as it was when this migration was written (a migration must not change
+``monitor.storage.search.FTS_REBUILD_SQL`` as it was when this migration was written (a migration must not change
 when later code does); ``tests/test_search_store.py`` checks that both give the same rows as the Python
 path that indexes papers while they are stored.
 

@@ -1,0 +1,154 @@
+"""What each consumer needs of the database, as narrow protocols.
+
+:class:`monitor.storage.Storage` satisfies every one of them (``tests/test_interfaces.py`` checks it with
+mypy's eyes at run time); a consumer names the smallest one that covers its calls, so a test can hand it an
+in-memory store or a fake, and a reader of the consumer sees at a glance what it touches. Only
+:mod:`monitor.app` knows the concrete class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from .types import (
+    DigestRecord,
+    FeedRow,
+    JobState,
+    LeaseRow,
+    PaperFilter,
+    ParsedItem,
+    QueryReport,
+    QueryState,
+    RunSummary,
+    SearchHit,
+    StatusChange,
+    StoredPaper,
+    StoreOutcome,
+    TagChanges,
+    Tagger,
+    TextNode,
+)
+
+
+@runtime_checkable
+class RunLog(Protocol):
+    """Opening and closing entries of the run log."""
+
+    def start_run(self, at: dt.datetime) -> int: ...
+
+    def record_query(self, run_id: int, report: QueryReport) -> None: ...
+
+    def finish_run(self, run_id: int, at: dt.datetime, status: str, message: str | None = None) -> None: ...
+
+    def close_dead_runs(self, at: dt.datetime, message: str) -> list[int]: ...
+
+
+@runtime_checkable
+class CycleStore(RunLog, Protocol):
+    """What a monitoring cycle reads and writes: watermarks, known PMIDs, batches, links."""
+
+    def query_state(self, name: str) -> QueryState | None: ...
+
+    def set_watermark(self, name: str, term: str, at: dt.datetime, window: tuple[dt.date, dt.date],
+                      run_id: int | None) -> None: ...
+
+    def known_pmids(self, pmids: Iterable[str]) -> set[str]: ...
+
+    def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int: ...
+
+    def store_batch(self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime,
+                    run_id: int | None = None, tagger: Tagger | None = None) -> StoreOutcome: ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Lease rows (:mod:`monitor.lease`)."""
+
+    def try_acquire_lease(self, name: str, *, holder: str, host: str, pid: int, purpose: str,
+                          now: dt.datetime, expires_at: dt.datetime) -> LeaseRow: ...
+
+    def renew_lease(self, name: str, holder: str, now: dt.datetime, expires_at: dt.datetime) -> bool: ...
+
+    def release_lease(self, name: str, holder: str) -> bool: ...
+
+    def lease(self, name: str) -> LeaseRow | None: ...
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """What the daemon keeps across restarts (:mod:`monitor.scheduler`)."""
+
+    def job_states(self) -> dict[str, JobState]: ...
+
+    def last_run_started(self) -> dt.datetime | None: ...
+
+    def record_fire(self, job: str, at: dt.datetime) -> None: ...
+
+    def record_job_outcome(self, job: str, at: dt.datetime, outcome: str, message: str | None = None) -> None: ...
+
+    def finish_run(self, run_id: int, at: dt.datetime, status: str, message: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class DigestStore(Protocol):
+    """What the weekly digest reads and logs (:mod:`monitor.digest`)."""
+
+    def papers_first_found(self, since: dt.datetime, until: dt.datetime, *,
+                           undelivered_only: bool = True) -> list[StoredPaper]: ...
+
+    def status_events_of_delivered(self, since: dt.datetime, until: dt.datetime, kinds: Iterable[str], *,
+                                   undelivered_only: bool = True) -> list[StatusChange]: ...
+
+    def runs_between(self, since: dt.datetime, until: dt.datetime) -> list[RunSummary]: ...
+
+    def last_sent_digest(self) -> DigestRecord | None: ...
+
+    def digest_log(self, limit: int = 10, *, status: str | None = None) -> list[DigestRecord]: ...
+
+    def begin_digest(self, *, created_at: dt.datetime, period: tuple[dt.datetime, dt.datetime], subject: str,
+                     recipients: Sequence[str], message_id: str | None, papers_by_section: dict[str, str],
+                     event_ids: Iterable[int]) -> int: ...
+
+    def finish_digest(self, digest_id: int, status: str, at: dt.datetime, error: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class FeedStore(Protocol):
+    """What the feeds plan and render from (:mod:`monitor.feeds`)."""
+
+    def feed_rows(self) -> list[FeedRow]: ...
+
+    def status_changes(self, kinds: Sequence[str] = ...) -> list[StatusChange]: ...
+
+    def feed_records(self, pmids: Iterable[str]) -> dict[str, str | bytes]: ...
+
+    def reopened(self) -> FeedStore | None: ...
+
+
+@runtime_checkable
+class PaperReader(Protocol):
+    """Reading stored papers: search, filtered listings and exports (:mod:`monitor.search`, exports)."""
+
+    def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
+               limit: int | None = 20) -> list[SearchHit]: ...
+
+    def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False, batch: int = 1000,
+                    filters: PaperFilter | None = None) -> Iterator[StoredPaper]: ...
+
+    def linked_query_names(self) -> set[str]: ...
+
+    def count_papers(self, *, include_deleted: bool = False) -> int: ...
+
+
+@runtime_checkable
+class TagStore(Protocol):
+    """Retagging (:meth:`monitor.app.App.retag`)."""
+
+    def retag(self, tagger: Tagger, *, batch: int = 2000,
+              progress: Callable[[int], None] | None = None) -> TagChanges: ...
+
+    def taxonomy_versions(self) -> dict[str | None, int]: ...
+
+    def count_papers(self, *, include_deleted: bool = False) -> int: ...
