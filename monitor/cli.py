@@ -16,117 +16,46 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
 from . import __version__
-from .clock import Clock, SystemClock, clock_from_env, running_clock_from_env
-from .config import Config, load_config, resolve_config_path
-from .cycle import Progress, summarize
-from .entrez import EntrezClient
+from .app import App, Overrides
 from .errors import MonitorError, UsageError
-from .export import WRITERS
-from .feeds import PublishReport
-from .feeds import publish as publish_feeds
-from .jobs import CycleResult, monitoring_cycle
-from .lease import CYCLE as CYCLE_LEASE
-from .lease import Lease
+from .export import WRITERS as EXPORT_FORMATS
 from .search import FORMATS as SEARCH_FORMATS
-from .search import SearchRequest, parse_query, period, render_table, tag_ids, write_hits
-from .search import search as run_search
-from .serve import FeedServer
-from .storage import Storage
-from .tagging import Taxonomy, load_taxonomy, tag
-from .types import PaperFilter, QueryReport, Tagger
+from .types import QueryReport, StatusReport
+
+if TYPE_CHECKING:
+    from .cycle import Progress
+    from .feeds import PublishReport
 
 log = logging.getLogger("monitor")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
-class App:
-    """The one factory: config first, then what a command asks for, each built once."""
+class Session:
+    """What a command receives: the app and how the user asked for output."""
 
-    config_option: str | None
+    app: App
     debug: bool = False
     verbose: int = 0
-    _config: Config | None = None
-    _store: Storage | None = None
-    _clock: Clock | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(resolve_config_path(self.config_option))
-        return self._config
-
-    @property
-    def clock(self) -> Clock:
-        if self._clock is None:
-            self._clock = clock_from_env()
-        return self._clock
-
-    @property
-    def store(self) -> Storage:
-        if self._store is None:
-            self._store = Storage.open(self.config.storage.url)
-            self._closers.append(self._store.close)
-        return self._store
-
-    @functools.cached_property
-    def taxonomy(self) -> Taxonomy:
-        return load_taxonomy(self.config.tagging.taxonomy)
-
-    def tagger(self) -> Tagger:
-        """The tagger for the configured taxonomy."""
-        return functools.partial(tag, taxonomy=self.taxonomy)
-
-    def publish(self, out: Path | None = None) -> PublishReport:
-        """Regenerate the feeds from the store (into ``out``, else the configured folder)."""
-        return publish_feeds(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
-                             queries=[q.name for q in self.config.queries], out=out)
-
-    def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
-        client = EntrezClient(self.config.entrez) if sleep is None else EntrezClient(self.config.entrez, sleep=sleep)
-        self._closers.append(client.close)
-        return client
-
-    def lease(self, name: str, purpose: str) -> Lease:
-        """A lease on the database. Its clock is always the real one: lease times are compared across
-        processes, which MONITOR_NOW (this process's data clock) must not skew."""
-        cfg = self.config.schedule
-        return Lease(self.store, name, purpose=purpose, clock=SystemClock(), seconds=cfg.lease_seconds,
-                     heartbeat=cfg.heartbeat_seconds)
-
-    def run_cycle(self, *, purpose: str, wait: float = 0.0, client: EntrezClient | None = None,
-                  lease: Lease | None = None, **options: Any) -> CycleResult:
-        """One monitoring cycle under the cycle lease, then the feeds (see :func:`monitor.jobs.monitoring_cycle`);
-        what `monitor run` and every scheduled cycle of `monitor start` call."""
-        tagger = self.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
-        return monitoring_cycle(config=self.config, store=self.store, client=client or self.client(),
-                                clock=self.clock, tagger=tagger, publish=self.publish,
-                                lease=lease or self.lease(CYCLE_LEASE, purpose), wait=wait, **options)
-
-    def close(self) -> None:
-        while self._closers:
-            self._closers.pop()()
 
 
 def handle_errors(func: F) -> F:
-    """Turn our errors into one stderr line and the right exit code."""
+    """Turn our errors into one stderr line and the right exit code; close the app afterwards."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        app: App = click.get_current_context().obj
+        session: Session = click.get_current_context().obj
         try:
             return func(*args, **kwargs)
         except MonitorError as exc:
-            if app.debug:
+            if session.debug:
                 log.exception("failed")
             click.echo(f"monitor: error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -138,15 +67,29 @@ def handle_errors(func: F) -> F:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
         except Exception as exc:
-            if app.debug:
+            if session.debug:
                 raise
             click.echo(f"monitor: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
                        "report it)", err=True)
             sys.exit(1)
         finally:
-            app.close()
+            session.app.close()
 
     return wrapper  # type: ignore[return-value]
+
+
+def command(group: click.Group, **settings: Any) -> Callable[[Callable[..., None]], click.Command]:
+    """A subcommand that receives the :class:`App` first and has our error handling."""
+
+    def decorate(func: Callable[..., None]) -> click.Command:
+        @functools.wraps(func)
+        def with_app(*args: Any, **kwargs: Any) -> None:
+            session: Session = click.get_current_context().obj
+            func(session.app, *args, **kwargs)
+
+        return group.command(**settings)(handle_errors(with_app))
+
+    return decorate
 
 
 def parse_date(value: str | None, option: str) -> dt.date | None:
@@ -172,26 +115,25 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2 and not debug:
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    ctx.obj = App(config_option=config_path, debug=debug, verbose=verbose)
+    # Tests pass Overrides (an in-process NCBI, a virtual clock) as the context object.
+    overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()
+    ctx.obj = Session(App(config_path, overrides), debug=debug, verbose=verbose)
 
 
-@cli.command()
+# ------------------------------------------------------------------ run
+
+
+@command(cli)
 @click.option("--query", "query_names", multiple=True, metavar="NAME", help="Run only this query (repeatable).")
 @click.option("--since", metavar="YYYY-MM-DD", help="Search from this Entrez date instead of the usual window.")
 @click.option("--wait", "wait", default=0.0, show_default=True, type=click.FloatRange(0, 86400), metavar="SECONDS",
               help="If another process (the daemon, another run) is running a cycle, wait up to this long for it "
                    "to finish; without it, exit 1 at once naming that process.")
-@click.pass_obj
-@handle_errors
 def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) -> None:
     """Run one monitoring cycle: search every query, store new and revised papers."""
     start = parse_date(since, "--since")
-    if start and start > app.clock.now().date():
-        raise UsageError(f"--since: {start} is in the future")
-    config = app.config
-    queries = [config.query(name) for name in dict.fromkeys(query_names)] or list(config.queries)
-    app.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
-    width = max(len(q.name) for q in queries + [config.queries[0]])
+    queries = app.select_queries(query_names)
+    width = max(len(q.name) for q in [*queries, app.config.queries[0]])
     with _progress() as progress:
 
         def show(report: QueryReport) -> None:
@@ -201,6 +143,8 @@ def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) 
         result = app.run_cycle(purpose="monitor run", wait=wait, queries=queries, since=start, on_query=show,
                                progress=progress)
     report = result.report
+    from .cycle import summarize
+
     click.echo(_report_line(summarize(report), width, total=True))
     _echo_publish(result.published)  # feeds reflect what is stored, even after a partial failure
     if not report.ok:
@@ -226,6 +170,16 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
     elif r.message:
         line += f"  ({r.message})"
     return line
+
+
+def _echo_publish(report: PublishReport) -> None:
+    w = report.write
+    click.echo(f"feeds: {report.feeds} feeds, {report.documents} documents (with archive pages) for "
+               f"{report.papers} relevant papers and {report.status_items} status changes in {w.out}: "
+               f"{report.rendered} rendered, {w.written} files written, {w.removed} removed")
+
+
+# ------------------------------------------------------------------ export and search
 
 
 def paper_filter_options(func: F) -> F:
@@ -254,41 +208,18 @@ def paper_filter_options(func: F) -> F:
     return func
 
 
-def build_filter(app: App, *, conditions: tuple[str, ...], interventions: tuple[str, ...],
-                 designs: tuple[str, ...], query_names: tuple[str, ...], since: str | None, until: str | None,
-                 date_field: str, relevant_only: bool, exclude_retracted: bool) -> PaperFilter:
-    """Check the filter options (tag ids against the taxonomy, query names against the config and the
-    database, dates) and build the filter."""
-    tags: dict[str, tuple[str, ...]] = {}
-    for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
-        tags[kind] = tag_ids(values, app.taxonomy.ids(kind), f"--{kind}") if values else ()
-    names = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
-    if names:
-        known = {q.name for q in app.config.queries} | app.store.linked_query_names()
-        for name in names:
-            if name not in known:
-                raise UsageError(f"--query: no query named {name!r} (known: {', '.join(sorted(known))})")
-    start, end = period(since, "--since", end=False), period(until, "--until", end=True)
-    if start and end and start > end:
-        raise UsageError(f"--since {since} is after --until {until}")
-    return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"], designs=tags["design"],
-                       queries=names, since=start, until=end, date_field=date_field, relevant_only=relevant_only,
-                       exclude_retracted=exclude_retracted)
-
-
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(sorted(WRITERS)), default="jsonl", show_default=True)
+@command(cli)
+@click.option("--format", "fmt", type=click.Choice(sorted(EXPORT_FORMATS)), default="jsonl", show_default=True)
 @click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
 @click.option("--include-deleted/--exclude-deleted", default=True, show_default=True,
               help="Papers NLM withdrew (DeleteCitation) are included, flagged deleted.")
 @paper_filter_options
-@click.pass_obj
-@handle_errors
 def export(app: App, fmt: str, out: str | None, include_deleted: bool, **filter_options: Any) -> None:
     """Write every stored paper with all parsed fields and the queries that found it (or, with filters,
     the papers that pass them; see `monitor search --help`)."""
-    filters = build_filter(app, **filter_options)
-    papers = app.store.iter_papers(include_deleted=include_deleted, filters=filters)
+    from .export import WRITERS
+
+    papers = app.papers(app.build_filter(**filter_options), include_deleted=include_deleted)
     writer = WRITERS[fmt]
     if out is None:
         writer(papers, sys.stdout)
@@ -296,13 +227,6 @@ def export(app: App, fmt: str, out: str | None, include_deleted: bool, **filter_
     with atomic_write(Path(out)) as fh:
         n = writer(papers, fh)
     click.echo(f"wrote {n} papers to {out}", err=True)
-
-
-def _echo_publish(report: PublishReport) -> None:
-    w = report.write
-    click.echo(f"feeds: {report.feeds} feeds, {report.documents} documents (with archive pages) for "
-               f"{report.papers} relevant papers and {report.status_items} status changes in {w.out}: "
-               f"{report.rendered} rendered, {w.written} files written, {w.removed} removed")
 
 
 @contextlib.contextmanager
@@ -323,18 +247,62 @@ def atomic_write(path: Path) -> Iterator[TextIO]:
         raise
 
 
-@cli.command()
-@click.pass_obj
-@handle_errors
+# ignore_unknown_options: `monitor search probiotic -mouse` excludes "mouse" instead of failing as an option
+# (and no -h, which `-hamster` would trigger: --help only).
+@command(cli, context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.argument("text", nargs=-1)
+@paper_filter_options
+@click.option("--sort", type=click.Choice(["relevance", "date"]), default=None,
+              help="Best match first (default with TEXT) or newest publication first (default without).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(0, None),
+              help="At most this many papers; 0 for every match.")
+@click.option("--format", "fmt", type=click.Choice(SEARCH_FORMATS), default="table", show_default=True,
+              help="table for reading; json/jsonl/csv for tools; ris/bibtex/csl-json for reference managers.")
+@click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
+def search(app: App, text: tuple[str, ...], sort: str | None, limit: int, fmt: str, out: str | None,
+           **filter_options: Any) -> None:
+    """Search the stored papers: words (all must appear), "exact phrases", OR, -word to exclude, prefix*,
+    (grouping) and title:/abstract:/keyword:/mesh:/author: fields; GLP-1 or IL-17 work as written.
+    Without TEXT, list the papers that pass the filters, newest first."""
+    from .search import SearchRequest, parse_query, render_table, write_hits
+
+    words = " ".join(text).strip()
+    if not words and not any(v for k, v in filter_options.items() if k != "date_field"):
+        raise UsageError("give words to search for, or at least one filter (see monitor search --help)")
+    if fmt == "table" and out is not None:
+        raise UsageError("--out needs a machine format (--format json, csv, ris …), not the table")
+    if words:
+        parse_query(words)  # a query that cannot run fails before the database is opened
+    request = SearchRequest(text=words or None, filters=app.build_filter(**filter_options), sort=sort,
+                            limit=limit or None)
+    hits = app.search(request)
+    if fmt == "table":
+        from rich.console import Console
+
+        console = Console(file=sys.stdout)
+        for renderable in render_table(hits, limit=request.limit):
+            console.print(renderable)
+        return
+    if out is None:
+        write_hits(hits, fmt, sys.stdout)
+        return
+    with atomic_write(Path(out)) as fh:
+        n = write_hits(hits, fmt, fh)
+    click.echo(f"wrote {n} papers to {out}", err=True)
+
+
+# ------------------------------------------------------------------ retag and status
+
+
+@command(cli)
 def retag(app: App) -> None:
     """Tag every stored paper again with the current taxonomy; report what changed per tag."""
-    tagger = app.tagger()
     version = app.taxonomy.version
     total = app.store.count_papers()
     began = time.perf_counter()
     with _progress() as progress:
         progress.begin("retag", total)
-        changes = app.store.retag(tagger, progress=lambda n: progress.advance("retag", n))
+        changes = app.retag(progress=lambda n: progress.advance("retag", n))
         progress.end("retag")
     seconds = time.perf_counter() - began
     rate = changes.examined / seconds if seconds > 0 else 0.0
@@ -348,114 +316,99 @@ def retag(app: App) -> None:
         click.echo(f"  {tag_id:<28} +{added.get(tag_id, 0):<6} -{removed.get(tag_id, 0)}")
 
 
-@cli.command()
+@command(cli)
 @click.option("--runs", "limit", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent runs to show.")
-@click.pass_obj
-@handle_errors
 def status(app: App, limit: int) -> None:
     """Show the stored papers, each query's watermark, the last runs, the schedule and who holds the lease."""
-    store, config = app.store, app.config
-    click.echo(f"database: {store.engine.url.render_as_string(hide_password=True)}")
-    click.echo(f"papers: {store.count_papers()} stored ({store.count_papers(include_deleted=True)} "
-               "including withdrawn)")
-    versions = store.taxonomy_versions()
-    if versions:
-        listed = ", ".join(f"{v or 'untagged'}: {n}" for v, n in sorted(versions.items(), key=lambda x: -x[1]))
-        click.echo(f"tags: {listed}")
-    states = {s.name: s for s in store.all_query_states()}
-    click.echo("queries:")
-    for q in config.queries:
-        s = states.get(q.name)
-        if s is None:
-            click.echo(f"  {q.name}: never run (first run backfills from {q.since})")
+    for line in status_lines(app.status(limit)):
+        click.echo(line)
+
+
+def status_lines(s: StatusReport) -> Iterator[str]:
+    """`monitor status` as text."""
+    yield f"database: {s.database}"
+    yield f"papers: {s.papers} stored ({s.papers_with_withdrawn} including withdrawn)"
+    if s.taxonomy_versions:
+        yield "tags: " + ", ".join(f"{v or 'untagged'}: {n}" for v, n in s.taxonomy_versions)
+    yield "queries:"
+    for q in s.queries:
+        if q.state is None:
+            yield f"  {q.name}: never run (first run backfills from {q.since})"
         else:
-            changed = "  [term changed: next run backfills]" if s.term != q.term else ""
-            click.echo(f"  {q.name}: last success {s.last_success_at:%Y-%m-%d %H:%M} UTC, "
-                       f"window {s.window_start}..{s.window_end}{changed}")
-    runs = store.recent_runs(limit)
-    click.echo("recent runs:" if runs else "recent runs: none yet (run `monitor run`)")
-    for r in runs:
+            changed = "  [term changed: next run backfills]" if q.term_changed else ""
+            yield (f"  {q.name}: last success {q.state.last_success_at:%Y-%m-%d %H:%M} UTC, "
+                   f"window {q.state.window_start}..{q.state.window_end}{changed}")
+    yield "recent runs:" if s.runs else "recent runs: none yet (run `monitor run`)"
+    for r in s.runs:
         took = f", {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
-        click.echo(f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}")
+        yield f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}"
         for qr in r.queries:
             note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
-            click.echo(f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}")
-    _echo_schedule(app)
+            yield f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}"
+    yield from _schedule_lines(s)
 
 
-def _echo_schedule(app: App) -> None:
+def _schedule_lines(s: StatusReport) -> Iterator[str]:
     """`monitor status`'s daemon sections: the schedule with its next fires, each job's last fire, the lease."""
+    from zoneinfo import ZoneInfo
+
     from .lease import describe_holder
-    from .schedule import next_fire_times, trigger_for
 
-    cfg, now = app.config.schedule, app.clock.now()
-    states = app.store.job_states()
-    zone = ZoneInfo(cfg.timezone)
-    click.echo(f"schedule ({cfg.timezone}; `monitor start` runs it):")
-    jobs = [("cycle", cfg.cycle), ("digest", cfg.digest if app.config.digest is not None else None)]
-    for name, job in jobs:
-        state = states.get(name)
-        if job is None:
-            click.echo(f"  {name}: off (no [digest] table)")
+    zone = ZoneInfo(s.timezone)
+    yield f"schedule ({s.timezone}; `monitor start` runs it):"
+    for job in s.jobs:
+        if job.schedule is None:
+            yield f"  {job.name}: off (no [digest] table)"
             continue
-        if job.every_seconds is not None:
-            base = job.describe()
-            if state is not None:
-                nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds)
-                fires = [nxt] if nxt > now else []
-                upcoming = _local(nxt, zone) if nxt > now else "due now (is the daemon running?)"
-            else:
-                fires, upcoming = [], "when `monitor start` starts"
+        if not job.every:
+            upcoming = ", ".join(_local(f, zone) for f in job.next_fires)
+        elif job.state is None:
+            upcoming = "when `monitor start` starts"
         else:
-            base = f"cron '{job.cron}'"
-            fires = next_fire_times(trigger_for(job, now), now, 3)
-            upcoming = ", ".join(_local(f, zone) for f in fires)
-        click.echo(f"  {name}: {base}; next: {upcoming}")
-        if state is not None:
-            finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at
-                        else "")
-            message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
-            click.echo(f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
-                       f"{state.outcome or 'running'}{message}")
-        else:
-            click.echo("      never fired")
-    from .lease import CYCLE, DIGEST
-
-    real_now = SystemClock().now()  # leases live in real time, whatever MONITOR_NOW says
-    click.echo(f"cycle lease: {describe_holder(app.store.lease(CYCLE), real_now)}")
-    if app.config.digest is not None:
-        click.echo(f"digest lease: {describe_holder(app.store.lease(DIGEST), real_now)}")
+            upcoming = "due now (is the daemon running?)" if job.due_now else _local(job.next_fires[0], zone)
+        yield f"  {job.name}: {job.schedule}; next: {upcoming}"
+        state = job.state
+        if state is None:
+            yield "      never fired"
+            continue
+        finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at else "")
+        message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
+        yield (f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
+               f"{state.outcome or 'running'}{message}")
+    for name, row in s.leases:
+        yield f"{name} lease: {describe_holder(row, s.real_now)}"
 
 
-def _local(when: dt.datetime, zone: ZoneInfo) -> str:
+def _local(when: dt.datetime, zone: Any) -> str:
     local = when.astimezone(zone)
     return f"{local:%Y-%m-%d %H:%M %Z} ({when.astimezone(dt.UTC):%H:%M} UTC)"
 
 
-@cli.command()
+# ------------------------------------------------------------------ feeds
+
+
+@command(cli)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write the feeds here instead of the configured folder (feeds.out).")
-@click.pass_obj
-@handle_errors
 def feed(app: App, out: Path | None) -> None:
     """Write every RSS feed, its archive pages, feeds.opml and index.html (unchanged files are left alone)."""
     _echo_publish(app.publish(out))
 
 
-@cli.command()
+@command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback by default; 0.0.0.0 exposes the feeds to your network).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed on start-up).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Serve this folder instead of the configured one (feeds.out).")
-@click.pass_obj
-@handle_errors
 def serve(app: App, host: str, port: int, out: Path | None) -> None:
     """Serve the feeds, feeds.opml and index.html over HTTP (with ETag/Last-Modified and gzip).
 
     The feeds are written once on start-up; after that whatever `monitor run` writes is served at once."""
+    from .serve import FeedServer
+
     folder = out or app.config.feeds.out
     _echo_publish(app.publish(folder))
     server = FeedServer(folder, host=host, port=port)
@@ -474,7 +427,10 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     click.echo("stopped")
 
 
-@cli.command()
+# ------------------------------------------------------------------ digest
+
+
+@command(cli)
 @click.option("--dry-run", is_flag=True,
               help="Build the digest that is due and write it (--out, else standard output) without sending it "
                    "or marking anything sent.")
@@ -482,28 +438,16 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
 @click.option("--since", metavar="YYYY-MM-DD",
               help="Preview every paper first found since this date, sent before or not (implies --dry-run).")
 @click.option("--force", is_flag=True, help="Send now even if the last digest was sent less than interval_days ago.")
-@click.pass_obj
-@handle_errors
 def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: bool) -> None:
     """Build and send the weekly digest email of new papers (if one is due)."""
-    from . import digest as digests
-
     start = parse_date(since, "--since")
-    if start and start > app.clock.now().date():
-        raise UsageError(f"--since: {start} is in the future")
     preview = dry_run or start is not None
     if out and not preview:
         raise UsageError("--out: only with --dry-run or --since (a sent digest is not written to a file)")
     if force and preview:
         raise UsageError("--force: only when sending (not with --dry-run or --since)")
-    config = app.config
-    cfg = digests.require(config)
-    vocabulary = digests.Vocabulary.from_taxonomy(app.taxonomy)
     if preview:
-        if start is not None:
-            built, message = digests.preview(config, app.store, app.clock, vocabulary, start)
-        else:
-            built, message = digests.build_due(config, app.store, app.clock, vocabulary)
+        built, message = app.digest_preview(start)
         data = bytes(message)
         if out is None:
             sys.stdout.buffer.write(data)
@@ -514,8 +458,7 @@ def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: b
         click.echo(f"{'wrote' if out else 'printed'} the digest{' to ' + out if out else ''}: "
                    f"{_digest_counts(built)}; nothing was sent or marked sent", err=True)
         return
-    mailer = digests.SmtpMailer(cfg)
-    report = digests.send_due(config, app.store, app.clock, mailer, vocabulary, force=force)
+    report = app.send_digest(force=force)
     if report.status == "not_due":
         assert report.last_sent is not None and report.next_due is not None
         click.echo(f"no digest due: the last one (up to {report.last_sent:%Y-%m-%d %H:%M} UTC) was sent; the next is "
@@ -536,90 +479,40 @@ def _digest_counts(d: Any) -> str:
             f"{start} to {end}")
 
 
-# ignore_unknown_options: `monitor search probiotic -mouse` excludes "mouse" instead of failing as an option
-# (and no -h, which `-hamster` would trigger: --help only).
-@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
-@click.argument("text", nargs=-1)
-@paper_filter_options
-@click.option("--sort", type=click.Choice(["relevance", "date"]), default=None,
-              help="Best match first (default with TEXT) or newest publication first (default without).")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(0, None),
-              help="At most this many papers; 0 for every match.")
-@click.option("--format", "fmt", type=click.Choice(SEARCH_FORMATS), default="table", show_default=True,
-              help="table for reading; json/jsonl/csv for tools; ris/bibtex/csl-json for reference managers.")
-@click.option("--out", metavar="FILE", help="Write here (atomically) instead of standard output.")
-@click.pass_obj
-@handle_errors
-def search(app: App, text: tuple[str, ...], sort: str | None, limit: int, fmt: str, out: str | None,
-           **filter_options: Any) -> None:
-    """Search the stored papers: words (all must appear), "exact phrases", OR, -word to exclude, prefix*,
-    (grouping) and title:/abstract:/keyword:/mesh:/author: fields; GLP-1 or IL-17 work as written.
-    Without TEXT, list the papers that pass the filters, newest first."""
-    words = " ".join(text).strip()
-    if not words and not any(v for k, v in filter_options.items() if k != "date_field"):
-        raise UsageError("give words to search for, or at least one filter (see monitor search --help)")
-    if fmt == "table" and out is not None:
-        raise UsageError("--out needs a machine format (--format json, csv, ris …), not the table")
-    if words:
-        parse_query(words)  # a query that cannot run fails before the database is opened
-    request = SearchRequest(text=words or None, filters=build_filter(app, **filter_options), sort=sort,
-                            limit=limit or None)
-    hits = run_search(app.store, request)
-    if fmt == "table":
-        from rich.console import Console
-
-        console = Console(file=sys.stdout)
-        for renderable in render_table(hits, limit=request.limit):
-            console.print(renderable)
-        return
-    if out is None:
-        write_hits(hits, fmt, sys.stdout)
-        return
-    with atomic_write(Path(out)) as fh:
-        n = write_hits(hits, fmt, fh)
-    click.echo(f"wrote {n} papers to {out}", err=True)
+# ------------------------------------------------------------------ the daemon
 
 
-@cli.command()
-@click.pass_obj
-@handle_errors
+@command(cli)
 def start(app: App) -> None:
     """Run as a service: the monitoring cycle and the weekly digest on the [schedule] of queries.toml, one
     cycle at a time across processes, until SIGTERM or Ctrl-C (exit 0). Log lines (key=value) go to stderr."""
     import threading
 
-    from . import digest as digests
-    from .lease import DIGEST as DIGEST_LEASE
+    from .clock import running_clock_from_env
+    from .lease import CYCLE
     from .scheduler import Daemon, Jobs, configure_logging, stop_aware_sleep
 
     # MONITOR_NOW starts the clock there and lets it run: a frozen clock would stop the schedule.
-    app._clock = running_clock_from_env()
+    app.use_clock(app.overrides.clock or running_clock_from_env())
     config = app.config  # an invalid [schedule] (cron, timezone, interval) is a ConfigError: exit 2 here
     app.tagger()  # so is a broken taxonomy
-    digest_cfg = digests.require(config) if config.digest is not None else None
-    configure_logging(app.clock, verbose=app.verbose)
+    if config.digest is not None:
+        from .digest import require
+
+        require(config)
+    session: Session = click.get_current_context().obj
+    configure_logging(app.clock, verbose=session.verbose)
     stop = threading.Event()
     client = app.client(sleep=stop_aware_sleep(stop))  # retry waits end at once on SIGTERM
-    cycle_lease = app.lease(CYCLE_LEASE, "monitor start (daemon cycle)")
+    cycle_lease = app.lease(CYCLE, "monitor start (daemon cycle)")
 
     def cycle(should_stop: Callable[[], str | None], on_query: Callable[[QueryReport], None],
               on_cycle: Callable[[Any], None]) -> Any:
         return app.run_cycle(purpose="monitor start", client=client, lease=cycle_lease, wait=0.0,
                              stop=should_stop, on_query=on_query, on_cycle=on_cycle)
 
-    def digest() -> tuple[str, dict[str, Any]]:
-        assert digest_cfg is not None
-        vocabulary = digests.Vocabulary.from_taxonomy(app.taxonomy)
-        with app.lease(DIGEST_LEASE, "monitor start (digest)").held():
-            report = digests.send_due(config, app.store, app.clock, digests.SmtpMailer(digest_cfg), vocabulary)
-        if report.status == "not_due":
-            return "not_due", {"last_sent": report.last_sent, "next_due": report.next_due}
-        return report.status, {"digest_id": report.digest_id, "recipients": len(report.recipients),
-                               "refused": len(report.refused) or None,
-                               "papers": report.digest.new_count if report.digest else None}
-
-    daemon = Daemon(config, app.store, app.clock, Jobs(cycle, digest if digest_cfg else None), cycle_lease,
-                    stop_event=stop)
+    daemon = Daemon(config, app.store, app.clock, Jobs(cycle, app.daemon_digest if config.digest else None),
+                    cycle_lease, stop_event=stop)
     sys.exit(daemon.run())
 
 
@@ -652,10 +545,11 @@ class _PlainProgress:
 class _RichProgress:
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self.tasks: dict[str, Any] = {}
 
     def begin(self, query: str, total: int) -> None:
@@ -682,7 +576,6 @@ def _progress() -> Iterator[Progress]:
             yield progress
     else:
         yield _PlainProgress()
-
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """The daemon behind `monitor start`: APScheduler 3.x wiring, catch-up, leases, signals and log lines.
 
-What it owns (the work itself is :mod:`monitor.jobs`):
+What it owns (the job bodies are :mod:`monitor.app`'s):
 - a ``BlockingScheduler`` with two jobs, the monitoring cycle (``[schedule] cycle`` cron or ``every``) and,
   if ``[digest]`` is configured, the weekly digest; ``coalesce``, ``max_instances=1`` and a generous
   ``misfire_grace_time``, so a late wake-up runs a job once;
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -37,10 +37,12 @@ from .config import Config
 from .cycle import Cycle, summarize
 from .errors import LeaseBusy, MonitorError, Stopped
 from .interfaces import ScheduleStore
-from .jobs import CycleResult
 from .lease import Lease
 from .schedule import Trigger, missed_fire, next_fire_times, parse_timezone, trigger_for
 from .types import QueryReport
+
+if TYPE_CHECKING:
+    from .app import CycleResult
 
 log = logging.getLogger("monitor.daemon")
 

@@ -579,3 +579,45 @@ class SearchHit:
     paper: StoredPaper
     score: float | None  # bm25 (lower is better) on SQLite; minus the title hits on PostgreSQL; None: no text
     snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE
+
+
+# ------------------------------------------------------------------ `monitor status`
+
+
+@dataclass(frozen=True, slots=True)
+class QueryStatus:
+    """A configured query and its watermark (None: never run); ``term_changed``: the next run backfills."""
+
+    name: str
+    since: dt.date
+    state: QueryState | None
+    term_changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A scheduled job: its schedule in words (None: off), its last fire and the next ones. For an interval
+    job the next fire is known only once it has fired (``due_now``: it is overdue)."""
+
+    name: str
+    schedule: str | None
+    state: JobState | None
+    every: bool = False
+    next_fires: tuple[dt.datetime, ...] = ()
+    due_now: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything `monitor status` (and the web app's status page) shows."""
+
+    database: str
+    papers: int
+    papers_with_withdrawn: int
+    taxonomy_versions: tuple[tuple[str | None, int], ...]  # most papers first
+    queries: tuple[QueryStatus, ...]
+    runs: tuple[RunSummary, ...]
+    timezone: str
+    jobs: tuple[JobStatus, ...]
+    leases: tuple[tuple[str, LeaseRow | None], ...]
+    real_now: dt.datetime  # leases live in real time, whatever MONITOR_NOW says
