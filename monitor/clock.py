@@ -1,4 +1,5 @@
-"""The injected clock. Everything that needs "now" takes a :class:`Clock`; nothing calls ``datetime.now``.
+"""Time as an input: the :class:`Clock` everything that needs "now" takes (only the clocks here, and the
+scheduler's real-time anchor, read the system time), and dates read from the outside world (HTTP dates).
 
 ``MONITOR_NOW`` (ISO 8601) freezes the clock of the CLI, for reproducible runs and end-to-end tests.
 """
@@ -55,9 +56,6 @@ def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
         raise ConfigError(f"not an ISO 8601 date-time: {raw!r}", key="MONITOR_NOW") from None
 
 
-Sleep = Callable[[float], None]
-
-
 class RunningClock:
     """Starts at ``at`` and runs forward in real (monotonic) time: ``MONITOR_NOW`` for ``monitor start``,
     where a frozen clock would make every scheduled cycle think no time had passed since the last."""
@@ -77,3 +75,15 @@ def running_clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
     """Like :func:`clock_from_env`, but a ``MONITOR_NOW`` clock keeps running (for the daemon)."""
     clock = clock_from_env(env)
     return RunningClock(clock.at) if isinstance(clock, FixedClock) else clock
+
+
+def parse_http_date(value: str) -> dt.datetime | None:
+    """An RFC 9110 HTTP date (``Wed, 21 Oct 2026 07:28:00 GMT`` and the obsolete forms) as aware UTC, or
+    None if it is not one."""
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return ensure_utc(when)

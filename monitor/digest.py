@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import jinja2
 
@@ -36,6 +36,9 @@ from .errors import ConfigError, MailError
 from .interfaces import DigestStore
 from .types import Article, QueryReport, RunSummary, StoredPaper
 from .types import StatusChange as StoredChange
+
+if TYPE_CHECKING:
+    from .tagging import Taxonomy
 
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
 # Status changes worth an email: the reader may already cite the paper.
@@ -68,11 +71,9 @@ class Vocabulary:
     interventions: tuple[str, ...]
 
     @classmethod
-    def from_taxonomy(cls, taxonomy: object) -> Vocabulary:
-        tags = taxonomy.tags
-        ids = taxonomy.ids
-        return cls(labels={t.id: t.label for t in tags.values()}, conditions=tuple(ids("condition")),
-                   interventions=tuple(ids("intervention")))
+    def from_taxonomy(cls, taxonomy: Taxonomy) -> Vocabulary:
+        return cls(labels={t.id: t.label for t in taxonomy.tags.values()},
+                   conditions=tuple(taxonomy.ids("condition")), interventions=tuple(taxonomy.ids("intervention")))
 
     def label(self, tag_id: str) -> str:
         return self.labels.get(tag_id, tag_id.replace("_", " ").capitalize())

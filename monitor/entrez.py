@@ -8,14 +8,13 @@ batches, and the checks that turn NCBI's quiet failures into errors: an ``<ERROR
 success, and a query NCBI rewrote (PhraseNotFound, FieldNotFound …) raises :class:`QueryDegraded`.
 
 Biopython's ``Bio.Entrez`` is not used on this path: its URLs are hard-coded, it has no timeouts, retries
-429/5xx without sleeping and its rate limiter is not thread-safe (GUIDE §3).
+429/5xx without sleeping and its rate limiter is not thread-safe (measured; README design notes).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import email.utils
 import logging
 import random
 import threading
@@ -28,6 +27,7 @@ import httpx
 from lxml import etree
 
 from . import __version__, pubmed
+from .clock import parse_http_date
 from .config import EntrezConfig
 from .errors import EntrezError, ParseError, QueryDegraded, RateLimited
 from .types import ParsedItem, SearchResult
@@ -288,7 +288,7 @@ class EntrezClient:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter, capped; never shorter than the server's Retry-After."""
-        ceiling = min(self.config.max_backoff_seconds, self.config.backoff_seconds * 2 ** (attempt - 1))
+        ceiling: float = min(self.config.max_backoff_seconds, self.config.backoff_seconds * 2.0 ** (attempt - 1))
         delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.config.max_backoff_seconds * 5))
@@ -344,13 +344,8 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _ncbi_date(value: dt.date) -> str:

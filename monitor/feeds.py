@@ -56,8 +56,6 @@ __all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "plan_f
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
-CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
-DC_NS = "http://purl.org/dc/elements/1.1/"
 PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
 _IOV_MAX = 512  # pieces per writev call (Linux and macOS allow 1024)
 MANIFEST = ".monitor-feeds.json"  # the files we wrote last time, so stale ones can go (never anything else)
@@ -429,7 +427,7 @@ def why_tagged(evidence: Sequence[Mapping[str, Any]], labels: Mapping[str, str])
     parts = []
     seen: set[str] = set()
     for ev in evidence:
-        tag_id = ev.get("tag")
+        tag_id = str(ev.get("tag"))
         if tag_id in seen or ev.get("kind") not in ("condition", "intervention"):
             continue
         seen.add(tag_id)
@@ -711,11 +709,11 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
                 wanted[path] = "incomplete"  # rendered again next time
             removed = 0
             for rel in sorted(set(previous) - set(wanted) - {"feeds.opml", "index.html"}):
-                path = out / rel
-                if path.is_file():
-                    path.unlink()
+                gone = out / rel
+                if gone.is_file():
+                    gone.unlink()
                     removed += 1
-                    _prune_empty_dirs(path.parent, out)
+                    _prune_empty_dirs(gone.parent, out)
             manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
             _atomic_write(out / MANIFEST, [orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)])
         except OSError as exc:
@@ -810,7 +808,7 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, w
         code = 1
         try:
             os.close(read_end)
-            records = shared if own is None else own.feed_records(pmids(older))
+            records = own.feed_records(pmids(older)) if own is not None else shared or {}
             result = _render_and_write(older, job, records)
             report = {"written": result.written, "incomplete": list(result.incomplete)}
             code = 0
@@ -827,7 +825,7 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, w
         with os.fdopen(read_end, "rb") as pipe:
             answer = pipe.read()
         os.waitpid(pid, 0)
-    theirs = orjson.loads(answer) if answer else {"error": "the rendering process died"}
+    theirs: dict[str, Any] = orjson.loads(answer) if answer else {"error": "the rendering process died"}
     if "error" in theirs:
         raise OSError(f"rendering older archive pages: {theirs['error']}")
     return _Rendered(mine.written + theirs["written"], mine.incomplete + tuple(theirs["incomplete"]), 2)

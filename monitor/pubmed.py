@@ -23,7 +23,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from lxml import etree
 
@@ -155,7 +155,7 @@ def _check_root(root: etree._Element) -> None:
     tag = root.tag
     if tag in _ROOT_TAGS:
         return
-    errors = [_clean("".join(e.itertext())) for e in root.iter("ERROR")]
+    errors = [_clean("".join(_itertext(e))) for e in root.iter("ERROR")]
     if errors:
         raise ParseError(
             f"NCBI answered with an error instead of PubMed records (<{tag}>): " + "; ".join(errors)
@@ -178,7 +178,7 @@ def _read_record(rec: etree._Element) -> Article | RecordError:
     else:  # a MedlineCitation of a MEDLINE update file: no PubmedData at all
         citation, data = rec, None
     pmid_el = _find(citation, "PMID") if citation is not None else None
-    if pmid_el is None:
+    if pmid_el is None or citation is None:
         return RecordError(None, f"<{tag}> record has no PMID")
     pmid = (pmid_el.text or "").strip()
     if not _is_pmid(pmid):
@@ -586,16 +586,21 @@ def _safe_date(year: int, month: int, day: int) -> dt.date | None:
 # Small helpers
 
 
+def _itertext(el: etree._Element) -> Iterator[str]:
+    """The text nodes under ``el`` (str: we parse bytes into unicode trees; the stubs allow bytes)."""
+    return cast("Iterator[str]", el.itertext())
+
+
 def _text(el: etree._Element | None) -> str:
     """Text content with inline markup (<i>, <sup>, MathML …) flattened and whitespace collapsed."""
     if el is None:
         return ""
     if len(el):
-        text = "".join(el.itertext())
+        text = "".join(_itertext(el))
     else:
-        text = el.text
-        if not text:
+        if not el.text:
             return ""
+        text = el.text
     # Most PubMed strings need no collapsing; the membership tests are much cheaper than re.sub.
     if "  " in text or "\n" in text or "\t" in text or "\r" in text:
         text = _WS.sub(" ", text)

@@ -18,12 +18,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-Trigger = CronTrigger | IntervalTrigger
+
+class Trigger(Protocol):
+    """What we use of an APScheduler trigger (CronTrigger, IntervalTrigger; the library has no types)."""
+
+    def get_next_fire_time(self, previous_fire_time: dt.datetime | None,
+                           now: dt.datetime) -> dt.datetime | None: ...
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$",
                           re.IGNORECASE)
@@ -82,7 +88,7 @@ def parse_timezone(name: str) -> ZoneInfo:
             from None
 
 
-def cron_trigger(expr: str, timezone: str) -> CronTrigger:
+def cron_trigger(expr: str, timezone: str) -> Trigger:
     """A 5-field crontab expression (minute hour day-of-month month day-of-week) as a trigger whose fire
     times are wall-clock times in ``timezone``. Raises ``ValueError`` saying what is wrong."""
     fields = expr.split()
@@ -95,10 +101,11 @@ def cron_trigger(expr: str, timezone: str) -> CronTrigger:
                          "when either matches, APScheduler only when both do: restrict one of them")
     zone = parse_timezone(timezone)
     try:
-        return CronTrigger(minute=minute, hour=hour, day=day.replace("?", "*"), month=month,
-                           day_of_week=cron_weekdays(weekday), timezone=zone)
+        trigger: Trigger = CronTrigger(minute=minute, hour=hour, day=day.replace("?", "*"), month=month,
+                                       day_of_week=cron_weekdays(weekday), timezone=zone)
     except ValueError as exc:
         raise ValueError(f"not a valid cron expression {expr!r}: {exc}") from None
+    return trigger
 
 
 def cron_weekdays(field: str) -> str:
@@ -144,10 +151,11 @@ _DAY_NAMES = {**{name: i for i, name in enumerate(_CRON_DAYS)},
                                                    "friday", "saturday"])}}
 
 
-def interval_trigger(seconds: float, timezone: str, start: dt.datetime) -> IntervalTrigger:
+def interval_trigger(seconds: float, timezone: str, start: dt.datetime) -> Trigger:
     """Every ``seconds``, the first fire one interval after ``start``."""
-    return IntervalTrigger(seconds=seconds, start_date=start + dt.timedelta(seconds=seconds),
-                           timezone=parse_timezone(timezone))
+    trigger: Trigger = IntervalTrigger(seconds=seconds, start_date=start + dt.timedelta(seconds=seconds),
+                                       timezone=parse_timezone(timezone))
+    return trigger
 
 
 def trigger_for(job: JobSchedule, start: dt.datetime) -> Trigger:

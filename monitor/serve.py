@@ -14,13 +14,13 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clock import parse_http_date
 from .errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,8 @@ def _not_modified(environ: dict[str, Any], etag: str, mtime_ns: int) -> bool:
         return "*" in tags or etag in tags
     ims = environ.get("HTTP_IF_MODIFIED_SINCE")
     if ims:
-        try:
-            since = email.utils.parsedate_to_datetime(ims)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
-        return int(mtime_ns / 1e9) <= since.timestamp()
+        since = parse_http_date(ims)
+        return since is not None and int(mtime_ns / 1e9) <= since.timestamp()
     return False
 
 
@@ -161,7 +156,7 @@ class FeedServer:
             raise PublishError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port, or "
                                "stop what is using it)") from None
         self.host = host
-        self.port = int(self._server.effective_port)
+        self.port = int(getattr(self._server, "effective_port"))  # noqa: B009 - not in the stubs' union
 
     @property
     def url(self) -> str:
@@ -173,7 +168,3 @@ class FeedServer:
 
     def close(self) -> None:
         self._server.close()
-
-
-def folder_is_servable(root: Path) -> bool:
-    return root.is_dir() and os.access(root, os.R_OK)
