@@ -49,11 +49,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Overrides:
-    """What tests inject instead of the real world: an httpx transport for NCBI, a rate limiter, the
-    client's sleep (retry waits), the data clock."""
+    """What tests inject instead of the real world: an httpx transport for NCBI; the time the rate
+    limiter measures and the sleep it and the retry waits use (together: virtual time, so nothing waits);
+    the data clock."""
 
     transport: httpx.BaseTransport | None = None
-    limiter: RateLimiter | None = None
+    monotonic: Callable[[], float] | None = None
     sleep: Callable[[float], None] | None = None
     clock: Clock | None = None
 
@@ -119,7 +120,10 @@ class App:
     def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
         """A new E-utilities client (closed with the app)."""
         o = self.overrides
-        options: dict[str, Any] = {"transport": o.transport, "limiter": o.limiter}
+        options: dict[str, Any] = {"transport": o.transport}
+        if o.monotonic is not None:
+            rate = self.config.entrez.requests_per_second
+            options["limiter"] = RateLimiter(rate, monotonic=o.monotonic, sleep=o.sleep or (lambda s: None))
         if sleep or o.sleep:
             options["sleep"] = sleep or o.sleep
         client = EntrezClient(self.config.entrez, **options)

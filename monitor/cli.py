@@ -110,14 +110,32 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Watch PubMed for gut–skin axis research: fetch, store, tag and publish new papers."""
-    level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
-    logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if verbose < 2 and not debug:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    _configure_logging(verbose, debug)
     # Tests pass Overrides (an in-process NCBI, a virtual clock) as the context object.
     overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()
     ctx.obj = Session(App(config_path, overrides), debug=debug, verbose=verbose)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a command run in-process by a test
+    gets its own stderr each time)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+def _configure_logging(verbose: int, debug: bool) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    level = logging.WARNING - 10 * verbose if not debug else logging.DEBUG
+    root.setLevel(max(level, logging.DEBUG))
+    logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 and not debug else logging.DEBUG)
 
 
 # ------------------------------------------------------------------ run
@@ -578,10 +596,11 @@ def _progress() -> Iterator[Progress]:
         yield _PlainProgress()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: click's own usage errors become one line and exit 2, like ours."""
+def main(argv: list[str] | None = None, overrides: Overrides | None = None) -> None:
+    """Console entry point: click's own usage errors become one line and exit 2, like ours. ``overrides``
+    (tests only) replace NCBI, time and sleep for an in-process run."""
     try:
-        cli.main(args=argv, prog_name="monitor", standalone_mode=False)
+        cli.main(args=argv, prog_name="monitor", standalone_mode=False, obj=overrides)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(2)

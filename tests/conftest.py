@@ -26,8 +26,23 @@ def monitor_executable() -> str:
 
 
 @pytest.fixture
-def run_monitor(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the installed `monitor` command with a clean environment (no real NCBI, no user config)."""
+def run_monitor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `monitor` in this process (tests/harness.py) with a clean environment (no real NCBI, no user
+    config), from ``tmp_path``; the same signature and result as :func:`run_installed`."""
+    from tests.harness import invoke
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return invoke(args, env)
+
+    return run
+
+
+@pytest.fixture
+def run_installed(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `monitor` command in a subprocess with a clean environment (no real NCBI, no user
+    config): the smoke tests' way, as users run it."""
     exe = monitor_executable()
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,8 @@ then change the world between runs with builder methods (dates, hide/publish, re
 and script failures (:meth:`StandIn.inject`, :meth:`StandIn.fault_rate`). Every request is logged so tests
 can assert on what the client sent and how fast.
 
-Nothing here imports pytest or the project: the module is also a script, so a developer can point the
+The same handling also runs in-process as an httpx transport (:meth:`StandIn.transport`), for tests that
+drive the monitor without a socket. Nothing here imports pytest or the project: the module is also a script, so a developer can point the
 monitor at it by hand::
 
     python tests/eutils_standin.py --port 8080 --all-ids-for 'gut skin axis'
@@ -39,13 +40,14 @@ import time
 import types
 import urllib.parse
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import httpx
 from lxml import etree
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "efetch"
@@ -59,6 +61,8 @@ DATETYPES = ("edat", "mdat", "pdat")
 # How QueryTranslation names each datetype (esearch2.xml shows "[Date - Entry]").
 DATE_FIELDS = {"edat": "Date - Entry", "mdat": "Date - Modification", "pdat": "Date - Publication"}
 ENDPOINTS = {"/entrez/eutils/esearch.fcgi": "esearch", "/entrez/eutils/efetch.fcgi": "efetch"}
+# The base URL to configure with StandIn.transport(): the host is never resolved.
+IN_PROCESS_URL = "http://eutils.in-process/entrez/eutils"
 
 # --- NCBI byte formats ------------------------------------------------------------------------------
 
@@ -528,6 +532,36 @@ class StandIn:
     @property
     def base_url(self) -> str:
         return f"http://{self._host}:{self.port}/entrez/eutils"
+
+    def transport(self, monotonic: Callable[[], float] = time.monotonic) -> httpx.MockTransport:
+        """The same request handling in-process, as an httpx transport (no socket, no thread): what a client
+        built with it sends reaches :meth:`_respond` as it would over loopback. ``monotonic`` times arrivals
+        for the rate limit, so a test can run the client and the stand-in on one virtual clock and never
+        wait. Faults become what httpx raises for them on a real socket: a hang is a read timeout (at once),
+        a reset a read error, a short read a protocol error; truncated bodies and error bodies are as sent.
+        Use it with ``base_url`` :data:`IN_PROCESS_URL`."""
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            pairs = urllib.parse.parse_qsl(request.url.query.decode("ascii"), keep_blank_values=True)
+            if "application/x-www-form-urlencoded" in request.headers.get("Content-Type", ""):
+                pairs += urllib.parse.parse_qsl(request.content.decode("utf-8", "replace"), keep_blank_values=True)
+            reply = self._respond(request.method, request.url.path, _merge_params(pairs), "in-process",
+                                  monotonic(), time.time())
+            if reply.mode == "timeout":
+                raise httpx.ReadTimeout("the stand-in sent nothing (injected hang)", request=request)
+            if reply.mode == "reset":
+                raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+            if reply.mode == "short_read":
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body",
+                                                request=request)
+            body, headers = reply.body, list(reply.headers)
+            if reply.gzip_ok and "gzip" in request.headers.get("Accept-Encoding", "").lower():
+                body = gzip.compress(body, compresslevel=1)
+                headers.append(("Content-Encoding", "gzip"))
+            headers.append(("Content-Type", reply.content_type))
+            return httpx.Response(reply.status, headers=headers, content=body)
+
+        return httpx.MockTransport(handle)
 
     # -- corpus and world state (builder methods) ------------------------------------------------------
 

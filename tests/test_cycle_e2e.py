@@ -1,5 +1,7 @@
-"""End to end: the installed `monitor` command, the shipped queries.toml, a real SQLite file, and the
-E-utilities stand-in over loopback HTTP serving real PubMed records.
+"""End to end: the `monitor` command, the shipped queries.toml, a real SQLite file, and the E-utilities
+stand-in serving real PubMed records — in-process on virtual time (tests/harness.py), so the rate limit and
+every retry are exercised without waiting; the tests marked as smoke tests run the installed command in a
+subprocess against the stand-in over loopback HTTP.
 
 Each query term is mapped by the stand-in to a slice of real corpus PMIDs (overlapping, so some papers are
 found by several queries); tests then change the world between runs and check what the database holds
@@ -18,7 +20,8 @@ import pytest
 
 from monitor.config import load_config
 from tests.conftest import SHIPPED_CONFIG
-from tests.eutils_standin import StandIn
+from tests.eutils_standin import IN_PROCESS_URL, StandIn
+from tests.harness import VirtualTime, invoke, standin_overrides
 
 TODAY = dt.date(2026, 11, 22)
 NOW = "2026-11-22T03:00:00+00:00"
@@ -28,12 +31,16 @@ FAST_RETRIES = {"timeout = 60": "timeout = 1", "backoff_seconds = 1.0": "backoff
 
 
 class World:
-    """The stand-in with the shipped queries wired to real records, plus a config and DB for the CLI."""
+    """The stand-in with the shipped queries wired to real records, plus a config and DB for the CLI.
 
-    def __init__(self, standin: StandIn, tmp: Path, run_monitor: Callable[..., object]) -> None:
+    ``run_monitor`` None: commands run in-process with the stand-in as their transport, on one virtual
+    clock for the whole world; else that runner (a subprocess) talks to the stand-in over loopback."""
+
+    def __init__(self, standin: StandIn, tmp: Path, run_monitor: Callable[..., object] | None = None) -> None:
         self.standin = standin
         self.tmp = tmp
         self._run = run_monitor
+        self.time = VirtualTime()
         self.queries = load_config(SHIPPED_CONFIG, env={}).queries
         corpus = sorted((p for p in standin.pmids() if len(p) == 8), key=int)[:120]
         # Query i matches 15 records starting at 8*i: neighbours share 7 records.
@@ -52,7 +59,7 @@ class World:
             text = text.replace(old, new)
         self.config.write_text(text, encoding="utf-8")
         self.db = tmp / "monitor.sqlite3"
-        self.base_url = standin.base_url
+        self.base_url = standin.base_url if run_monitor is not None else IN_PROCESS_URL
 
     def term(self, name: str) -> str:
         return next(q.term for q in self.queries if q.name == name)
@@ -62,6 +69,8 @@ class World:
                "MONITOR_EUTILS_URL": self.base_url, "MONITOR_NOW": now}
         if key:
             env["NCBI_API_KEY"] = "test-key"
+        if self._run is None:
+            return invoke(args, env, standin_overrides(self.standin, self.time))
         return self._run(*args, env=env)
 
     def export(self, db: Path | None = None) -> list[dict]:
@@ -71,9 +80,16 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, run_monitor) -> Iterator[World]:
+def world(tmp_path: Path) -> Iterator[World]:
+    """The world in-process: the stand-in is never bound to a socket."""
+    yield World(StandIn(today=TODAY, hang_seconds=3.0), tmp_path)
+
+
+@pytest.fixture
+def loopback_world(tmp_path: Path, run_installed) -> Iterator[World]:
+    """The world as users meet it: the installed command in a subprocess, the stand-in over loopback."""
     with StandIn(today=TODAY, hang_seconds=3.0) as standin:
-        yield World(standin, tmp_path, run_monitor)
+        yield World(standin, tmp_path, run_installed)
 
 
 def lines_by_query(stdout: str) -> dict[str, str]:
@@ -298,24 +314,24 @@ def test_revision_retraction_and_deletion_reach_the_store(world: World) -> None:
     assert len([p for p in world.export() if p["pmid"] == target]) == 1
 
 
-def test_date_window_splitting_over_the_9999_cap(tmp_path: Path, run_monitor) -> None:
-    with StandIn(today=TODAY) as standin:
-        world = World(standin, tmp_path, run_monitor)
-        name = world.queries[0].name
-        template = world.matches[name][0]
-        extra = standin.add_synthetic(12_000, 90_000_000, template, ("2025-03-01", "2025-03-20"),
-                                      term=world.term(name))
-        config = world.config.read_text().replace("batch_size = 200", "batch_size = 5000")
-        world.config.write_text(config)
-        result = world.monitor("run", "--query", name, key=True)
-        assert result.returncode == 0, result.stderr
-        assert counts(lines_by_query(result.stdout)[name])["new"] == 12_000 + len(world.matches[name])
-        searches = standin.requests_for("esearch")
-        assert len(searches) >= 3  # the whole window, then its halves
-        assert all(int(r.params.get("retstart", 0)) <= 9998 for r in searches)
-        assert standin.rate_limited_count == 0
-        stored = {p["pmid"] for p in world.export()}
-        assert set(extra) <= stored
+def test_date_window_splitting_over_the_9999_cap(tmp_path: Path) -> None:
+    standin = StandIn(today=TODAY)
+    world = World(standin, tmp_path)
+    name = world.queries[0].name
+    template = world.matches[name][0]
+    extra = standin.add_synthetic(12_000, 90_000_000, template, ("2025-03-01", "2025-03-20"),
+                                  term=world.term(name))
+    config = world.config.read_text().replace("batch_size = 200", "batch_size = 5000")
+    world.config.write_text(config)
+    result = world.monitor("run", "--query", name, key=True)
+    assert result.returncode == 0, result.stderr
+    assert counts(lines_by_query(result.stdout)[name])["new"] == 12_000 + len(world.matches[name])
+    searches = standin.requests_for("esearch")
+    assert len(searches) >= 3  # the whole window, then its halves
+    assert all(int(r.params.get("retstart", 0)) <= 9998 for r in searches)
+    assert standin.rate_limited_count == 0
+    stored = {p["pmid"] for p in world.export()}
+    assert set(extra) <= stored
 
 
 def test_run_single_query_with_since_and_bad_values(world: World) -> None:
@@ -335,7 +351,18 @@ def test_run_single_query_with_since_and_bad_values(world: World) -> None:
         2, "monitor: error: --since: not a date in YYYY-MM-DD form: 'yesterday'")
 
 
-def test_unreachable_ncbi_is_one_line_and_exit_1(world: World) -> None:
+def test_smoke_the_installed_command_over_loopback(loopback_world: World) -> None:
+    """Smoke test: the console script in a subprocess, real HTTP to the stand-in, NCBI's real rate limit."""
+    world = loopback_world
+    first = world.monitor("run")
+    assert first.returncode == 0, first.stderr
+    assert counts(lines_by_query(first.stdout)["total"])["new"] == len(world.all_ids)
+    assert [p["pmid"] for p in world.export()] == world.all_ids
+    assert world.standin.max_in_any_window(1.0) <= 3 and world.standin.rate_limited_count == 0
+
+
+def test_unreachable_ncbi_is_one_line_and_exit_1(loopback_world: World) -> None:
+    world = loopback_world
     port = world.standin.port
     world.standin.stop()
     result = world.monitor("run", "--query", world.queries[0].name)

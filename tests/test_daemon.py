@@ -66,7 +66,8 @@ def parse_logfmt(line: str) -> dict[str, str]:
 
 class DaemonWorld(FeedWorld):
     def __init__(self, standin: StandIn, tmp: Path) -> None:
-        super().__init__(standin, tmp, run_monitor=None)
+        super().__init__(standin, tmp)
+        self.base_url = standin.base_url  # the daemons are real processes: the stand-in over loopback
         self.procs: list[Proc] = []
 
     def schedule(self, *, every: str | None = "2s", cycle: str | None = None, lease: str = "3s",

@@ -56,7 +56,7 @@ def dress(standin: StandIn, pmid: str, row: dict, mdat: dt.date = TODAY - dt.tim
 
 
 class FeedWorld(World):
-    def __init__(self, standin: StandIn, tmp: Path, run_monitor, limit: int = 100) -> None:
+    def __init__(self, standin: StandIn, tmp: Path, run_monitor=None, limit: int = 100) -> None:
         super().__init__(standin, tmp, run_monitor)
         rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
         self.dressed = self.all_ids[:12]
@@ -75,9 +75,9 @@ class FeedWorld(World):
 
 
 @pytest.fixture
-def fw(tmp_path: Path, run_monitor) -> Iterator[FeedWorld]:
-    with StandIn(today=TODAY, hang_seconds=3.0) as standin:
-        yield FeedWorld(standin, tmp_path, run_monitor)
+def fw(tmp_path: Path) -> Iterator[FeedWorld]:
+    """Commands in-process (the stand-in as their transport); `monitor serve` and newsboat run for real."""
+    yield FeedWorld(StandIn(today=TODAY, hang_seconds=3.0), tmp_path)
 
 
 def guids(parsed: feedparser.FeedParserDict) -> list[str]:
@@ -220,31 +220,30 @@ def test_a_revised_paper_keeps_its_one_item_and_an_erratum_adds_one_status_item(
     assert not [e for e in main.entries if e.id.startswith(f"pubmed:{revised['pmid']}:")]
 
 
-def test_archives_page_old_items_with_rfc5005_links(tmp_path: Path, run_monitor) -> None:
-    with StandIn(today=TODAY) as standin:
-        fw = FeedWorld(standin, tmp_path, run_monitor, limit=3)
-        assert fw.monitor("run", key=True).returncode == 0
-        relevant = fw.relevant()
-        assert len(relevant) >= 7
-        main = fw.parse("main.xml")
-        assert len(main.entries) == 3
-        pages = sorted((fw.out / "archive" / "main").glob("*.xml"), key=lambda p: int(p.stem))
-        assert [p.stem for p in pages] == [str(n) for n in range(1, len(relevant) // 3 + 1)]
-        seen = set(guids(main))
-        for n, page in enumerate(pages, 1):
-            parsed = feedparser.parse(page.read_bytes())
-            assert parsed.bozo == 0 and len(parsed.entries) == 3
-            seen |= set(guids(parsed))
-            doc = etree.parse(str(page))
-            assert doc.find(f".//{{{HISTORY_NS}}}archive") is not None
-            rels = {ln.get("rel"): ln.get("href") for ln in doc.iter(f"{{{ATOM_NS}}}link")}
-            assert rels["current"] == "http://127.0.0.1:8080/main.xml"
-            assert rels.get("prev-archive") == (f"http://127.0.0.1:8080/archive/main/{n - 1}.xml" if n > 1 else None)
-        assert seen == {f"pubmed:{p['pmid']}" for p in relevant}  # a reader can backfill everything
-        sub = etree.parse(str(fw.out / "main.xml"))
-        rels = {ln.get("rel"): ln.get("href") for ln in sub.iter(f"{{{ATOM_NS}}}link")}
-        assert rels["prev-archive"] == f"http://127.0.0.1:8080/archive/main/{len(pages)}.xml"
-        assert sub.find(f".//{{{HISTORY_NS}}}archive") is None
+def test_archives_page_old_items_with_rfc5005_links(tmp_path: Path) -> None:
+    fw = FeedWorld(StandIn(today=TODAY), tmp_path, limit=3)
+    assert fw.monitor("run", key=True).returncode == 0
+    relevant = fw.relevant()
+    assert len(relevant) >= 7
+    main = fw.parse("main.xml")
+    assert len(main.entries) == 3
+    pages = sorted((fw.out / "archive" / "main").glob("*.xml"), key=lambda p: int(p.stem))
+    assert [p.stem for p in pages] == [str(n) for n in range(1, len(relevant) // 3 + 1)]
+    seen = set(guids(main))
+    for n, page in enumerate(pages, 1):
+        parsed = feedparser.parse(page.read_bytes())
+        assert parsed.bozo == 0 and len(parsed.entries) == 3
+        seen |= set(guids(parsed))
+        doc = etree.parse(str(page))
+        assert doc.find(f".//{{{HISTORY_NS}}}archive") is not None
+        rels = {ln.get("rel"): ln.get("href") for ln in doc.iter(f"{{{ATOM_NS}}}link")}
+        assert rels["current"] == "http://127.0.0.1:8080/main.xml"
+        assert rels.get("prev-archive") == (f"http://127.0.0.1:8080/archive/main/{n - 1}.xml" if n > 1 else None)
+    assert seen == {f"pubmed:{p['pmid']}" for p in relevant}  # a reader can backfill everything
+    sub = etree.parse(str(fw.out / "main.xml"))
+    rels = {ln.get("rel"): ln.get("href") for ln in sub.iter(f"{{{ATOM_NS}}}link")}
+    assert rels["prev-archive"] == f"http://127.0.0.1:8080/archive/main/{len(pages)}.xml"
+    assert sub.find(f".//{{{HISTORY_NS}}}archive") is None
 
 
 def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
