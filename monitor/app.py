@@ -40,6 +40,7 @@ from .types import (
 if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` start faster without them
     from .digest import Digest, DigestReport, Vocabulary
     from .feeds import PublishReport
+    from .scheduler import Daemon
     from .search import SearchRequest
     from .storage import Storage
     from .tagging import Taxonomy
@@ -297,6 +298,36 @@ class App:
         with self.lease(DIGEST, purpose).held():
             return digest.send_due(self.config, self.store, self.clock, digest.SmtpMailer(cfg), vocabulary,
                                    force=force)
+
+    def daemon(self) -> Daemon:
+        """The `monitor start` daemon over this app's job bodies: its cycles share one client (whose retry
+        waits a stop request cuts short) and one cycle lease; the digest job exists if ``[digest]`` does.
+        Checks the schedule, the taxonomy and the digest settings first (a ConfigError: exit 2)."""
+        import threading
+
+        from .clock import running_clock_from_env
+        from .scheduler import Daemon, Jobs, stop_aware_sleep
+
+        # MONITOR_NOW starts the clock there and lets it run: a frozen clock would stop the schedule.
+        self.use_clock(self.overrides.clock or running_clock_from_env())
+        config = self.config
+        self.tagger()
+        if config.digest is not None:
+            from .digest import require
+
+            require(config)
+        stop = threading.Event()
+        # Retry waits end at once on SIGTERM (tests' virtual time never waits anyway).
+        client = self.client(sleep=self.overrides.sleep or stop_aware_sleep(stop))
+        cycle_lease = self.lease(CYCLE, "monitor start (daemon cycle)")
+
+        def cycle(should_stop: Callable[[], str | None], on_query: Callable[[QueryReport], None],
+                  on_cycle: Callable[[Cycle], None]) -> CycleResult:
+            return self.run_cycle(purpose="monitor start", client=client, lease=cycle_lease, wait=0.0,
+                                  stop=should_stop, on_query=on_query, on_cycle=on_cycle)
+
+        jobs = Jobs(cycle, self.daemon_digest if config.digest is not None else None)
+        return Daemon(config, self.store, self.clock, jobs, cycle_lease, stop_event=stop)
 
     def daemon_digest(self) -> tuple[str, dict[str, Any]]:
         """The daemon's digest job: send if due; the outcome and the fields of its log line."""

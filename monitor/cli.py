@@ -504,33 +504,11 @@ def _digest_counts(d: Any) -> str:
 def start(app: App) -> None:
     """Run as a service: the monitoring cycle and the weekly digest on the [schedule] of queries.toml, one
     cycle at a time across processes, until SIGTERM or Ctrl-C (exit 0). Log lines (key=value) go to stderr."""
-    import threading
+    from .scheduler import configure_logging
 
-    from .clock import running_clock_from_env
-    from .lease import CYCLE
-    from .scheduler import Daemon, Jobs, configure_logging, stop_aware_sleep
-
-    # MONITOR_NOW starts the clock there and lets it run: a frozen clock would stop the schedule.
-    app.use_clock(app.overrides.clock or running_clock_from_env())
-    config = app.config  # an invalid [schedule] (cron, timezone, interval) is a ConfigError: exit 2 here
-    app.tagger()  # so is a broken taxonomy
-    if config.digest is not None:
-        from .digest import require
-
-        require(config)
+    daemon = app.daemon()  # an invalid [schedule], taxonomy or [digest] is a ConfigError: exit 2 here
     session: Session = click.get_current_context().obj
     configure_logging(app.clock, verbose=session.verbose)
-    stop = threading.Event()
-    client = app.client(sleep=stop_aware_sleep(stop))  # retry waits end at once on SIGTERM
-    cycle_lease = app.lease(CYCLE, "monitor start (daemon cycle)")
-
-    def cycle(should_stop: Callable[[], str | None], on_query: Callable[[QueryReport], None],
-              on_cycle: Callable[[Any], None]) -> Any:
-        return app.run_cycle(purpose="monitor start", client=client, lease=cycle_lease, wait=0.0,
-                             stop=should_stop, on_query=on_query, on_cycle=on_cycle)
-
-    daemon = Daemon(config, app.store, app.clock, Jobs(cycle, app.daemon_digest if config.digest else None),
-                    cycle_lease, stop_event=stop)
     sys.exit(daemon.run())
 
 
