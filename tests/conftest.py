@@ -6,10 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from monitor.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -53,3 +57,13 @@ def run_installed(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[s
                               timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Storage]:
+    """A real SQLite store in a tmp dir (the schema migrated, as every open does)."""
+    from monitor.storage import Storage
+
+    s = Storage.open(f"sqlite:///{tmp_path}/db/monitor.sqlite3")
+    yield s
+    s.close()
