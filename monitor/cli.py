@@ -623,6 +623,54 @@ def start(app: App) -> None:
     sys.exit(daemon.run())
 
 
+@cli.group()
+def queries() -> None:
+    """Check and preview the PubMed queries against NCBI before a run depends on them."""
+
+
+@queries.command("check")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--term", metavar="TERM",
+              help="Check this term instead ({block} references expanded; with one NAME, that query's fallbacks).")
+@click.option("--years", default=0, show_default=True, type=click.IntRange(0, 30), metavar="N",
+              help="Also count each of the last N calendar years by Entrez date (one more request per year).")
+@click.pass_obj
+@handle_errors
+def queries_check(app: App, names: tuple[str, ...], term: str | None, years: int) -> None:
+    """Ask NCBI for each query's count only; show its translation, every warning with the fix to try, and
+    whether a run would refuse it as degraded (exit 1 if any would be)."""
+    from .workbench import check_queries, render_check
+
+    reports = check_queries(app.config, app.client(), names, term, years=years, today=app.clock.now().date())
+    for report in reports:
+        click.echo("\n".join(render_check(report)))
+    refused = [r.name for r in reports if r.refused]
+    if refused:
+        click.echo(f"monitor: error: {len(refused)} of {len(reports)} would be refused as degraded "
+                   f"({', '.join(refused)}): fix the term or add a fallback (see the lines above)", err=True)
+        sys.exit(1)
+
+
+@queries.command("preview")
+@click.argument("name")
+@click.option("--term", metavar="TERM",
+              help="The term to try ({block} references expanded); default: the term now in queries.toml.")
+@click.option("--sample", default=5, show_default=True, type=click.IntRange(0, 50),
+              help="Titles of this many of the papers the term would bring in.")
+@click.pass_obj
+@handle_errors
+def queries_preview(app: App, name: str, term: str | None, sample: int) -> None:
+    """What changing a query's term would change: count now vs before, stored papers it would no longer
+    match, new papers it would bring in, and whether the next run would backfill (nothing is stored)."""
+    from .workbench import preview, render_preview
+
+    report = preview(app.config, app.client(), app.store, name, term, today=app.clock.now().date(),
+                     sample=sample)
+    click.echo("\n".join(render_preview(report)))
+    if report.check.refused:
+        sys.exit(1)
+
+
 # ------------------------------------------------------------------ progress
 
 

@@ -970,6 +970,13 @@ class Storage:
                 out[int(pmid)] = abstract if SNIPPET_OPEN in (abstract or "") else best
         return out
 
+    def linked_pmids(self, query: str) -> list[str]:
+        """The PMIDs linked to one query (found by it in some run), ascending."""
+        with self._tx("reading a query's papers") as conn:
+            rows = conn.execute(sa.select(paper_queries.c.pmid).where(paper_queries.c.query_name == query)
+                                .order_by(paper_queries.c.pmid)).scalars()
+            return [str(p) for p in rows]
+
     def linked_query_names(self) -> set[str]:
         """Names of the queries that found at least one stored paper (also those no longer configured)."""
         with self._tx("reading query names") as conn:

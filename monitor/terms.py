@@ -308,8 +308,9 @@ def _inside(part: str, whole: str) -> bool:
 # --- fixes to suggest -----------------------------------------------------------------------------------
 
 
-def fixes(kind: str, text: str, term: str) -> tuple[str, ...]:
-    """What to try for one ErrorList/WarningList entry, most specific first (empty: nothing to fix)."""
+def fixes(kind: str, text: str, term: str, fallbacks: Sequence[Fallback] = ()) -> tuple[str, ...]:
+    """What to try for one ErrorList/WarningList entry, most specific first (empty: nothing to fix).
+    ``fallbacks``: the ones configured for the query, so an existing one is named instead of suggested."""
     if kind == "FieldNotFound":
         return (f"[{problem_phrase(text)}] is not a PubMed field tag: use one of [tiab] [ti] [ab] [mh] [majr] [pt] "
                 "[la] [tw] (docs/queries.md, rule 2)",)
@@ -322,19 +323,24 @@ def fixes(kind: str, text: str, term: str) -> tuple[str, ...]:
     tag = next((a.tag for a in found if a.tag), None)
     if kind == "PhraseIgnored" and phrase.lower() in ("and", "or", "not"):
         return (f"{phrase!r} was read as a word and ignored: write the operator in capitals ({phrase.upper()})",)
-    return _phrase_fixes(phrase, tag)
+    configured = next((f for f in fallbacks if phrase_key(f.phrase) == phrase_key(phrase)), None)
+    return _phrase_fixes(phrase, tag, configured)
 
 
-def _phrase_fixes(phrase: str, tag: str | None) -> tuple[str, ...]:
+def _phrase_fixes(phrase: str, tag: str | None, configured: Fallback | None) -> tuple[str, ...]:
     plain = " ".join(re.sub(r"[-‐‑–]", " ", phrase.replace("*", "")).split())
     field = _PROXIMITY_TAGS.get((tag or "tiab").strip().lower())
     out: list[str] = []
+    if configured is not None:
+        out.append(f"a fallback is configured ({configured.where or 'fallbacks'}): ({configured.replacement}); "
+                   "a run uses it once every other problem of the query is covered too")
     if len(plain.split()) > 1 and field:
         proximity = f'"{plain}"[{field}:~0]'
         out.append(f"proximity search (no phrase index needed; any order, adjacent): {proximity} "
                    f"(loosen with ~1, ~2)")
-        out.append(f"or keep the phrase and add a fallback to queries.toml: [fallbacks] "
-                   f"\"{phrase}\" = '{proximity}'")
+        if configured is None:
+            out.append(f"or keep the phrase and add a fallback to queries.toml: [fallbacks] "
+                       f"\"{phrase}\" = '{proximity}'")
     elif len(plain.split()) == 1:
         stem = plain[:max(4, len(plain) - 2)]
         out.append(f"check the spelling; a word PubMed does not index finds nothing: try the stem {stem}*[tiab] "
@@ -353,14 +359,20 @@ def _phrase_fixes(phrase: str, tag: str | None) -> tuple[str, ...]:
 
 
 def _alternatives(phrase: str) -> list[str]:
+    """The singular or plural of the last word (the phrase index lists each form separately)."""
     words = phrase.split()
     if len(words) < 2:
         return []
-    alts = ["-".join(words[:2]) + (" " + " ".join(words[2:]) if len(words) > 2 else "")]
     last = words[-1]
-    plural = last[:-1] if last.endswith("s") and not last.endswith("ss") else last + "s"
-    alts.append(" ".join([*words[:-1], plural]))
-    return alts
+    if last.endswith(("ss", "is", "us", "*")):
+        return []
+    if last.endswith("s"):
+        other = last[:-1]
+    elif last[-1:].isalpha() and not last.endswith(("a", "y")):
+        other = last + "s"
+    else:
+        return []
+    return [" ".join([*words[:-1], other])]
 
 
 def _output_fixes(text: str) -> tuple[str, ...]:
@@ -370,3 +382,25 @@ def _output_fixes(text: str) -> tuple[str, ...]:
         return (f"{stem} has more than {match.group(2)} endings in PubMed and only the first ones were searched: "
                 f"lengthen the stem, or list the words you mean ({stem.rstrip('*')}X[tiab] OR …)",)
     return ()
+
+
+# --- one-line reports -----------------------------------------------------------------------------------
+
+
+def describe_problems(problems: Iterable[tuple[str, str]]) -> str:
+    return "; ".join(f"{kind} {text!r}" for kind, text in problems)
+
+
+def refusal(problems: Sequence[tuple[str, str]], term: str) -> str:
+    """Why a query is refused and the first thing to try, in one line (for the run report)."""
+    named = describe_problems(problems)
+    first = next((fixes(kind, text, term) for kind, text in problems if fixes(kind, text, term)), ())
+    hint = f"; fix: {first[0]}" if first else ""
+    return (f"NCBI would run a broader search than written ({named}); nothing stored{hint} "
+            "(`monitor queries check` lists every fix)")
+
+
+def fallback_note(used: Sequence[UsedFallback]) -> str:
+    """What a run searched instead, in one line (for the run report of a query that still ran)."""
+    parts = [f"{u.kind} {u.phrase!r}: searched ({u.replacement}) instead" for u in used]
+    return "fallback used: " + "; ".join(parts)
