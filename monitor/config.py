@@ -416,7 +416,11 @@ def _fallbacks(r: TableReader, blocks: dict[str, str]) -> tuple[Fallback, ...]:
     out: list[Fallback] = []
     for phrase in list(r.table):
         key = f'"{phrase}"' if not re.match(r"^[A-Za-z0-9_-]+$", phrase) else phrase
-        value = r.text(phrase, required=True) or ""
+        value = r.table.pop(phrase)
+        if not isinstance(value, str) or not value.strip():
+            r.fail(key, "must be a non-empty string (the PubMed syntax to search instead of the phrase)")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+            r.fail(key, "contains a control character (a NUL or escape): remove it")
         if not phrase.strip() or phrase != phrase.strip() or '"' in phrase:
             r.fail(key, "the key is the phrase as written in the term, without quotes or field tag")
         try:

@@ -612,7 +612,8 @@ class StandIn:
         warning. Applies to terms the stand-in evaluates (``match_terms``), not to registered ones."""
         with self._lock:
             self._phrase_index = PhraseIndex.without(unknown, wildcard_cap)
-            self._matcher = None
+            if self._matcher is not None:
+                self._matcher.index = self._phrase_index  # the word index stays valid
 
     def matcher(self) -> Matcher:
         """The PubMed-like matcher over every record (hidden and deleted ones too: the search filters them)."""

@@ -21,10 +21,13 @@ answer a real PubMed term the way PubMed would, without PubMed:
   than ``wildcard_cap`` uses only the first ones, with PubMed's "Wildcard search for … used only the first
   N variations" message.
 
-Shapes of NCBI's messages: ``PhraseNotFound`` carries the bare text (``tests/data/esearch/esearch8.xml``,
-2026); ``QuotedPhraseNotFound`` carries the quoted phrase (a live 2026 capture quoted in a public client's
-tests shows ``"qzxwvunonsenseterm"``); older responses appended the field (``"qwerty asdfg"[All Fields]``).
-Guess: the modern form (quotes, no field) is used here.
+Shapes of NCBI's answers: a known term is translated quoted and lower-cased (``"biopython"[All Fields]``,
+``tests/data/esearch/esearch1.xml``); an unknown one is kept as written in parentheses with a bare
+``PhraseNotFound`` (``(abcXYZ[All Fields])``, ``esearch8.xml``, 2026: reproduced byte for byte).
+``QuotedPhraseNotFound`` carries the quoted phrase (a live 2026 capture quoted in a public client's tests
+shows ``"qzxwvunonsenseterm"``); older responses appended the field (``"qwerty asdfg"[All Fields]``) and
+translated the broken phrase as its words ANDed (``(qwerty[All Fields] AND asdfg[All Fields])``).
+Guess: the modern forms (quotes, no field; words quoted and lower-cased) are used here.
 
 Nothing here imports the project: the stand-in must stay an independent emulation of NCBI.
 """
@@ -394,6 +397,7 @@ class _Run:
         self.errors: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []
         self._broken: set[int] = set()  # ids of Terms searched word by word (phrase not in the index)
+        self._missing: set[int] = set()  # ids of Terms PubMed does not know at all (PhraseNotFound)
         self._everything = set(range(len(matcher.docs)))
 
     def group(self, group: Group) -> set[int]:
@@ -419,6 +423,7 @@ class _Run:
         if key in ("mh", "majr", "pt", "la", "uid"):
             if not self.m.index.knows(t.text) and key != "uid":
                 self._note(self.errors, "PhraseNotFound", t.text)
+                self._missing.add(id(t))
                 return set()
             if key in ("mh", "majr"):
                 return self.m.heading_docs(t.text, major=key == "majr")
@@ -437,6 +442,7 @@ class _Run:
         if not multi or "-" in t.text:
             # A single unknown word, or a hyphenated phrase the index lacks: PubMed finds nothing.
             self._note(self.errors, "PhraseNotFound", t.text)
+            self._missing.add(id(t))
             return set()
         self._note(self.warnings, "QuotedPhraseNotFound", f'"{t.text}"')
         self._broken.add(id(t))
@@ -487,6 +493,9 @@ class _Run:
         name = FIELD_NAMES.get(key, "All Fields")
         if node.proximity is not None:
             return f'"{fold(node.text)}"[{name}:~{node.proximity}]'
+        if id(node) in self._missing:
+            # As written, unquoted, in parentheses: tests/data/esearch/esearch8.xml has "(abcXYZ[All Fields])".
+            return f"({node.text}[{name}])"
         if id(node) in self._broken:
             return "(" + " AND ".join(f'"{w}"[{name}]' for w in words(node.text)) + ")"
         return f'"{fold(node.text)}"[{name}]'
