@@ -142,7 +142,7 @@ def test_check_with_a_fallback_years_and_a_term_from_the_command_line(bench: Ben
 def test_run_with_fallback_stores_and_without_is_refused_naming_the_phrase(bench: Bench) -> None:
     refused = bench.monitor("run")
     assert refused.returncode == 1
-    assert refused.stdout.startswith("gut   DEGRADED")
+    assert refused.stdout.split()[:2] == ["gut", "DEGRADED"]
     assert f"QuotedPhraseNotFound '\"{UNKNOWN}\"'" in refused.stdout
     assert f'fix: proximity search (no phrase index needed; any order, adjacent): "{UNKNOWN}"[tiab:~0]' in refused.stdout
     stored = bench.stored()
@@ -163,6 +163,29 @@ def test_run_with_fallback_stores_and_without_is_refused_naming_the_phrase(bench
     # The broadened search (the phrase's words ANDed) would have found other records: none were stored.
     broadened = set(bench.matches(GUT_TERM))
     assert not (broadened - set(expected)) & {p for p, n in stored.items() if "gut" in n}
+
+    # The next (incremental) run uses the fallback for the revision search too, and is no backfill.
+    bench.standin.reset_log()
+    again = bench.monitor("run")
+    assert again.returncode == 0, again.stderr
+    revisions = [r.params["term"] for r in bench.standin.requests_for("esearch") if r.params.get("datetype") == "mdat"]
+    assert FALLBACK_TERM in revisions
+
+
+def test_a_fallback_that_is_itself_unknown_leaves_the_query_refused(bench: Bench) -> None:
+    bench.standin.set_phrase_index([UNKNOWN, "bowel syndrome"])
+    bench.config.write_text(CONFIG.replace("FALLBACKS", f"\"{UNKNOWN}\" = '\"bowel syndrome\"[tiab]'"),
+                            encoding="utf-8")
+    result = bench.monitor("run", "--query", "gut")
+    assert result.returncode == 1
+    assert result.stdout.split()[:2] == ["gut", "DEGRADED"]
+    assert "QuotedPhraseNotFound '\"bowel syndrome\"'" in result.stdout
+    assert (f"(fallback used: QuotedPhraseNotFound '{UNKNOWN}': searched (\"bowel syndrome\"[tiab]) instead, and "
+            "the result was still degraded)") in result.stdout
+    assert not bench.stored()
+    check = bench.monitor("queries", "check", "gut")
+    assert check.returncode == 1
+    assert "with fallbacks: " in check.stdout and "; still degraded:" in check.stdout
 
 
 def test_preview_a_changed_term(bench: Bench) -> None:
