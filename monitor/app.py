@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` s
     from .search import SearchRequest
     from .storage import Storage
     from .tagging import Taxonomy
+    from .workbench import CheckReport, PreviewReport
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,21 @@ class App:
             report = cycle.run(list(queries) if queries is not None else None, since=since, on_query=on_query)
             published = self.publish()
         return CycleResult(report, published)
+
+    # ---------------------------------------------------------------- the query workbench
+
+    def check_queries(self, names: Sequence[str], term: str | None, *, years: int = 0) -> list[CheckReport]:
+        """`monitor queries check`: what NCBI makes of each query (or of ``term``), one request each."""
+        from .workbench import check_queries
+
+        return check_queries(self.config, self.client(), names, term, years=years, today=self.clock.now().date())
+
+    def preview_query(self, name: str, term: str | None, *, sample: int = 5) -> PreviewReport:
+        """`monitor queries preview`: what changing a query's term would change (nothing is stored)."""
+        from .workbench import preview
+
+        return preview(self.config, self.client(), self.store, name, term, today=self.clock.now().date(),
+                       sample=sample)
 
     # ---------------------------------------------------------------- reading
 

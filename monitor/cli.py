@@ -512,6 +512,49 @@ def start(app: App) -> None:
     sys.exit(daemon.run())
 
 
+@cli.group()
+def queries() -> None:
+    """Check and preview the PubMed queries against NCBI before a run depends on them."""
+
+
+@command(queries, name="check")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--term", metavar="TERM",
+              help="Check this term instead ({block} references expanded; with one NAME, that query's fallbacks).")
+@click.option("--years", default=0, show_default=True, type=click.IntRange(0, 30), metavar="N",
+              help="Also count each of the last N calendar years by Entrez date (one more request per year).")
+def queries_check(app: App, names: tuple[str, ...], term: str | None, years: int) -> None:
+    """Ask NCBI for each query's count only; show its translation, every warning with the fix to try, and
+    whether a run would refuse it as degraded (exit 1 if any would be)."""
+    from .workbench import render_check
+
+    reports = app.check_queries(names, term, years=years)
+    for report in reports:
+        click.echo("\n".join(render_check(report)))
+    refused = [r.name for r in reports if r.refused]
+    if refused:
+        click.echo(f"monitor: error: {len(refused)} of {len(reports)} would be refused as degraded "
+                   f"({', '.join(refused)}): fix the term or add a fallback (see the lines above)", err=True)
+        sys.exit(1)
+
+
+@command(queries, name="preview")
+@click.argument("name")
+@click.option("--term", metavar="TERM",
+              help="The term to try ({block} references expanded); default: the term now in queries.toml.")
+@click.option("--sample", default=5, show_default=True, type=click.IntRange(0, 50),
+              help="Titles of this many of the papers the term would bring in.")
+def queries_preview(app: App, name: str, term: str | None, sample: int) -> None:
+    """What changing a query's term would change: count now vs before, stored papers it would no longer
+    match, new papers it would bring in, and whether the next run would backfill (nothing is stored)."""
+    from .workbench import render_preview
+
+    report = app.preview_query(name, term, sample=sample)
+    click.echo("\n".join(render_preview(report)))
+    if report.check.refused:
+        sys.exit(1)
+
+
 # ------------------------------------------------------------------ progress
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .schedule import JobSchedule, cron_trigger, parse_duration, parse_timezone
+from .terms import Fallback, TermError, balance_problem, expand, references, resolve_blocks
 from .tomlreader import TableReader, load_toml, toml_type
 
 DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
@@ -115,10 +116,17 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, slots=True)
 class Query:
+    """One ``[[queries]]`` table. ``term`` is what is sent to NCBI and what the watermark compares: the term
+    as written with every ``{block}`` expanded and whitespace collapsed, so editing a block is a term change
+    for every query that uses it. ``written`` is the term as written (references unexpanded)."""
+
     name: str
     term: str
     since: dt.date
     description: str = ""
+    written: str = ""
+    blocks: tuple[str, ...] = ()  # the blocks the term refers to (directly)
+    fallbacks: tuple[Fallback, ...] = ()  # this query's own, then the top-level [fallbacks]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,16 @@ class Config:
     feeds: FeedsConfig = field(default_factory=lambda: FeedsConfig(Path("feeds")))
     digest: DigestConfig | None = None  # None: no [digest] table
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    blocks: tuple[tuple[str, str], ...] = ()  # [blocks]: name -> text with inner references expanded
+    fallbacks: tuple[Fallback, ...] = ()  # the top-level [fallbacks]
+
+    def expand(self, term: str, where: str = "--term") -> str:
+        """A term from outside the file (``monitor queries check --term``) with the file's blocks expanded.
+        Raises :class:`ConfigError` naming ``where``."""
+        try:
+            return expand(term, dict(self.blocks))
+        except TermError as exc:
+            raise ConfigError(str(exc), key=where) from None
 
     def query(self, name: str) -> Query:
         for q in self.queries:
@@ -167,6 +185,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     raw_digest = top.get("digest", dict)
     digest = None if raw_digest is None else _digest(top.child("digest", raw_digest), path, env)
     schedule = _schedule(top.child("schedule", top.get("schedule", dict, {})))
+    blocks = _blocks(top.child("blocks", top.get("blocks", dict, {})))
+    fallbacks = _fallbacks(top.child("fallbacks", top.get("fallbacks", dict, {})), blocks)
     raw_queries = top.get("queries", list, required=True)
     top.done()
     if not raw_queries:
@@ -174,7 +194,7 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
     queries: list[Query] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw_queries):
-        q = _query(TableReader(item, f"queries[{i}]", file, hint=_HINT), default_since)
+        q = _query(TableReader(item, f"queries[{i}]", file, hint=_HINT), default_since, blocks, fallbacks)
         if q.name in seen:
             raise ConfigError(
                 f"duplicate query name {q.name!r} (also queries[{seen[q.name]}].name)",
@@ -184,7 +204,8 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str]) -> Config:
         seen[q.name] = i
         queries.append(q)
     return Config(path=path, queries=tuple(queries), entrez=entrez, storage=storage, tagging=tagging,
-                  lookback_days=lookback, feeds=feeds, digest=digest, schedule=schedule)
+                  lookback_days=lookback, feeds=feeds, digest=digest, schedule=schedule,
+                  blocks=tuple(blocks.items()), fallbacks=fallbacks)
 
 
 def _entrez(r: TableReader, env: Mapping[str, str]) -> EntrezConfig:
@@ -377,7 +398,43 @@ def absolute_sqlite_url(url: str, base: Path) -> str:
     return url
 
 
-def _query(r: TableReader, default_since: dt.date | None) -> Query:
+def _blocks(r: TableReader) -> dict[str, str]:
+    """``[blocks]``: named pieces of PubMed syntax that terms include as ``{name}`` (issue 18)."""
+    raw: dict[str, str] = {}
+    for name in list(r.table):
+        raw[name] = r.text(name, required=True) or ""
+    r.done()
+    try:
+        return resolve_blocks(raw)
+    except TermError as exc:
+        r.fail(exc.block, str(exc))
+
+
+def _fallbacks(r: TableReader, blocks: dict[str, str]) -> tuple[Fallback, ...]:
+    """``[fallbacks]`` (or a query's ``fallbacks``): phrase -> the PubMed syntax to search instead when NCBI
+    reports that phrase as not found. Values may use ``{block}`` references."""
+    out: list[Fallback] = []
+    for phrase in list(r.table):
+        key = f'"{phrase}"' if not re.match(r"^[A-Za-z0-9_-]+$", phrase) else phrase
+        value = r.table.pop(phrase)
+        if not isinstance(value, str) or not value.strip():
+            r.fail(key, "must be a non-empty string (the PubMed syntax to search instead of the phrase)")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+            r.fail(key, "contains a control character (a NUL or escape): remove it")
+        if not phrase.strip() or phrase != phrase.strip() or '"' in phrase:
+            r.fail(key, "the key is the phrase as written in the term, without quotes or field tag")
+        try:
+            replacement = expand(value, blocks)
+        except TermError as exc:
+            r.fail(key, str(exc))
+        out.append(Fallback(phrase=phrase, replacement=replacement, where=r.key(key)))
+    r.done()
+    return tuple(out)
+
+
+def _query(r: TableReader, default_since: dt.date | None, blocks: dict[str, str] | None = None,
+           shared_fallbacks: tuple[Fallback, ...] = ()) -> Query:
+    blocks = blocks or {}
     name = r.text("name", required=True) or ""
     if not NAME_RE.match(name):
         r.fail("name", f"must be a slug of lowercase letters, digits and hyphens, not {name!r}")
@@ -386,27 +443,18 @@ def _query(r: TableReader, default_since: dt.date | None) -> Query:
     if since is None:
         r.fail("since", "is required (or set a top-level since = YYYY-MM-DD)")
     description = r.text("description", "") or ""
+    own = _fallbacks(r.child("fallbacks", r.get("fallbacks", dict, {})), blocks)
     r.done()
-    problem = term_problem(term)
-    if problem:
-        r.fail("term", problem)
-    return Query(name=name, term=" ".join(term.split()), since=since, description=description.strip())
+    try:
+        expanded = expand(term, blocks)
+    except TermError as exc:
+        r.fail("term", str(exc))
+    mine = {f.phrase.lower() for f in own}
+    fallbacks = own + tuple(f for f in shared_fallbacks if f.phrase.lower() not in mine)
+    return Query(name=name, term=expanded, since=since, description=description.strip(),
+                 written=" ".join(term.split()), blocks=references(term), fallbacks=fallbacks)
 
 
 def term_problem(term: str) -> str | None:
     """Cheap local checks that catch typos before NCBI silently reinterprets the query."""
-    depth = 0
-    for ch in _outside_quotes(term):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            return "has a ')' without a matching '('"
-    if depth:
-        return "has an unclosed '('"
-    if term.count('"') % 2:
-        return "has an unmatched double quote"
-    return None
-
-
-def _outside_quotes(text: str) -> str:
-    return "".join(part for i, part in enumerate(text.split('"')) if i % 2 == 0)
+    return balance_problem(term)

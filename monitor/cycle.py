@@ -8,7 +8,9 @@ Guarantees:
 - a paper found by several queries is stored once and linked to each;
 - batches are stored as they arrive, each in its own transaction, so a failure part-way keeps what was
   stored, leaves the query's watermark where it was, and the next run covers the same window again;
-- a degraded query (NCBI rewrote it) stores nothing and is reported.
+- a degraded query (NCBI rewrote it) stores nothing and is reported, unless every phrase NCBI did not
+  know has a configured fallback: then the term with those phrases replaced is searched instead, and the
+  report says which phrase was replaced by what (:func:`monitor.terms.apply_fallbacks`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .config import Config, Query
 from .entrez import EntrezClient
 from .errors import EntrezError, QueryDegraded, Stopped
 from .interfaces import CycleStore
+from .terms import apply_fallbacks, fallback_note, refusal
 from .types import ParsedItem, QueryReport, QueryState, RecordError, RunReport, SearchResult, Tagger
 
 log = logging.getLogger(__name__)
@@ -148,16 +151,27 @@ class Cycle:
         window = plan_window(query, state, now.date(), self.config.lookback_days, since)
         tally = _Tally()
         status, message = "ok", None
+        notes: list[str] = []
+        term = query.term
         try:
-            self._ingest_new(query, window, tally, run_id)
+            try:
+                self._ingest_new(query, term, window, tally, run_id)
+            except QueryDegraded as exc:
+                term = self._fallback(query, exc, notes)
+                self._ingest_new(query, term, window, tally, run_id)
             if not window.backfill and state is not None:
-                self._ingest_revisions(query, revision_start(state), window.end, tally, run_id)
+                self._ingest_revisions(query, term, revision_start(state), window.end, tally, run_id)
+            # The watermark records the term as configured (not a fallback's), so a fallback is no term change.
             if window.advance_watermark:
                 self.store.set_watermark(query.name, query.term, now, (window.start, window.end), run_id)
             else:
-                message = "watermark kept: --since starts after the usual window"
+                notes.append("watermark kept: --since starts after the usual window")
+            message = "; ".join(notes) or None
         except QueryDegraded as exc:
-            status, message = "degraded", str(exc)
+            status = "degraded"
+            message = f"query {query.name!r} is degraded: {refusal(exc.problems, term)}"
+            if notes:
+                message += f" ({'; '.join(notes)}, and the result was still degraded)"
         except EntrezError as exc:
             status, message = "failed", str(exc)
         finally:
@@ -172,9 +186,18 @@ class Cycle:
                  tally.updated, tally.deleted, tally.skipped, report.seconds)
         return report
 
-    def _ingest_new(self, query: Query, window: Window, tally: _Tally, run_id: int) -> None:
+    def _fallback(self, query: Query, exc: QueryDegraded, notes: list[str]) -> str:
+        """The term to search instead when every phrase NCBI did not know has a fallback; else re-raise."""
+        rewrite = apply_fallbacks(query.term, exc.problems, query.fallbacks)
+        if not rewrite.complete:
+            raise exc
+        notes.append(fallback_note(rewrite.used))
+        log.info("query %s: %s", query.name, notes[-1])
+        return rewrite.term
+
+    def _ingest_new(self, query: Query, term: str, window: Window, tally: _Tally, run_id: int) -> None:
         # Search the whole window first: a degraded query must store nothing at all.
-        slices = list(self.client.search_slices(query.term, "edat", window.start, window.end,
+        slices = list(self.client.search_slices(term, "edat", window.start, window.end,
                                                 query_name=query.name))
         todo: list[tuple[SearchResult, list[str]]] = []
         for piece in slices:
@@ -196,10 +219,11 @@ class Cycle:
             for batch in batches:
                 self._store(batch, query, tally, run_id, wanted)
 
-    def _ingest_revisions(self, query: Query, start: dt.date, end: dt.date, tally: _Tally, run_id: int) -> None:
+    def _ingest_revisions(self, query: Query, term: str, start: dt.date, end: dt.date, tally: _Tally,
+                          run_id: int) -> None:
         """Re-fetch stored papers of this query that NCBI modified since the last run (mdat)."""
         candidates: list[str] = []
-        for piece in self.client.search_slices(query.term, "mdat", start, end, query_name=query.name):
+        for piece in self.client.search_slices(term, "mdat", start, end, query_name=query.name):
             ids = [i for i in dict.fromkeys(piece.result.ids) if i not in tally.fetched]
             known = self.store.known_pmids(ids)
             candidates.extend(i for i in ids if i in known)  # keep NCBI's order, in linear time

@@ -30,6 +30,7 @@ from . import __version__, pubmed
 from .clock import parse_http_date
 from .config import EntrezConfig
 from .errors import EntrezError, ParseError, QueryDegraded, RateLimited
+from .terms import DEGRADING  # ErrorList/WarningList entries after which NCBI ran a broader search
 from .types import ParsedItem, SearchResult
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ T = TypeVar("T")
 # PubMed ESearch never returns ids past position 9,999 (retstart ≤ 9998).
 ESEARCH_CAP = 9999
 RATE_WINDOW_SECONDS = 1.0  # NCBI counts each key's requests over this window
-# ErrorList/WarningList entries that mean NCBI ran a different (broader) search than the one written.
-DEGRADING = frozenset(
-    {"PhraseNotFound", "FieldNotFound", "QuotedPhraseNotFound", "PhraseIgnored", "QuotedPhraseIgnored"}
-)
 _SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -152,8 +149,10 @@ class EntrezClient:
         retmax: int = ESEARCH_CAP,
         usehistory: bool = True,
         query_name: str | None = None,
+        degraded_ok: bool = False,
     ) -> SearchResult:
-        """One ESearch call on PubMed. Raises :class:`QueryDegraded` if NCBI rewrote the query."""
+        """One ESearch call on PubMed. Raises :class:`QueryDegraded` if NCBI rewrote the query, unless
+        ``degraded_ok`` (the query workbench reads ErrorList/WarningList itself)."""
         params: dict[str, str] = {"db": "pubmed", "term": term, "retstart": str(retstart),
                                   "retmax": str(min(retmax, ESEARCH_CAP))}
         if usehistory:
@@ -164,7 +163,7 @@ class EntrezClient:
             params.update(datetype=datetype, mindate=_ncbi_date(mindate), maxdate=_ncbi_date(maxdate))
         result = self._call("esearch", params, parse_esearch)
         problems = tuple(p for p in result.errors + result.warnings if p[0] in DEGRADING)
-        if problems:
+        if problems and not degraded_ok:
             raise QueryDegraded(query_name or term, problems)
         return result
 

@@ -63,6 +63,17 @@ class CycleStore(RunLog, Protocol):
 
 
 @runtime_checkable
+class WorkbenchStore(Protocol):
+    """What `monitor queries preview` compares a term against (:mod:`monitor.workbench`)."""
+
+    def query_state(self, name: str) -> QueryState | None: ...
+
+    def linked_pmids(self, query: str) -> list[str]: ...
+
+    def known_pmids(self, pmids: Iterable[str]) -> set[str]: ...
+
+
+@runtime_checkable
 class LeaseStore(Protocol):
     """Lease rows (:mod:`monitor.lease`)."""
 

@@ -5,10 +5,15 @@ PubMed efetch files (``tests/data/efetch``), envelopes written in NCBI's byte fo
 ``tests/data/esearch/*.xml``, ``tests/data/errors/*.xml``), NCBI's headers, gzip, its 3 (or 10 with an
 ``api_key``) requests-per-second limit with the 429 JSON body, and the 9,999-record ESearch cap.
 
-It cannot evaluate PubMed query syntax. Tests say which PMIDs a term matches (:meth:`StandIn.set_query`),
-then change the world between runs with builder methods (dates, hide/publish, revise, delete, degrade)
-and script failures (:meth:`StandIn.inject`, :meth:`StandIn.fault_rate`). Every request is logged so tests
-can assert on what the client sent and how fast.
+Tests say which PMIDs a term matches (:meth:`StandIn.set_query`), or, with ``match_terms=True``, let the
+stand-in evaluate PubMed syntax itself against the corpus records' titles, abstracts, keywords and MeSH
+(``tests/pubmed_query.py``: fields, phrases, truncation, proximity, left-to-right operators). Its phrase
+index can be told which phrases it does not know (:meth:`StandIn.set_phrase_index`); it then answers as
+NCBI does (GUIDE §6): the phrase broken into its words with a ``QuotedPhraseNotFound`` warning, or
+``PhraseNotFound`` and nothing found, and the QueryTranslation of what it really searched. Tests then change
+the world between runs with builder methods (dates, hide/publish, revise, delete, degrade) and script
+failures (:meth:`StandIn.inject`, :meth:`StandIn.fault_rate`). Every request is logged so tests can assert
+on what the client sent and how fast.
 
 The same handling also runs in-process as an httpx transport (:meth:`StandIn.transport`), for tests that
 drive the monitor without a socket. Nothing here imports pytest or the project: the module is also a script, so a developer can point the
@@ -49,6 +54,11 @@ from xml.sax.saxutils import escape
 
 import httpx
 from lxml import etree
+
+try:  # imported as tests.eutils_standin, or run as a script from tests/
+    from tests.pubmed_query import Doc, Matcher, PhraseIndex, QuerySyntaxError, Unsupported
+except ModuleNotFoundError:  # pragma: no cover - script mode
+    from pubmed_query import Doc, Matcher, PhraseIndex, QuerySyntaxError, Unsupported  # type: ignore[no-redef]
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "efetch"
 
@@ -186,6 +196,16 @@ class _Degradation:
     errors: tuple[tuple[str, str], ...]
     warnings: tuple[tuple[str, str], ...]
     translation: str | None
+
+
+@dataclass(slots=True)
+class _Evaluated:
+    """What the matcher made of a term: ids (unfiltered), QueryTranslation, ErrorList, WarningList."""
+
+    ids: list[str]
+    translation: str
+    errors: list[tuple[str, str]]
+    warnings: list[tuple[str, str]]
 
 
 @dataclass(slots=True)
@@ -336,6 +356,29 @@ def iter_records(path: Path) -> Iterator[tuple[str, _Loaded]]:
                 del el.getparent()[0]
 
 
+def _doc(pmid: str, xml: bytes) -> Doc:
+    """What a PubMed search sees of one record: title, abstract, author keywords, MeSH descriptors (major
+    ones marked), publication types, languages."""
+    rec = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True))
+    cit = _citation(rec)
+
+    def text(el: etree._Element | None) -> str:
+        return " ".join("".join(el.itertext()).split()) if el is not None else ""
+
+    title = text(cit.find("Article/ArticleTitle")) or text(cit.find("Book/BookTitle")) or text(
+        cit.find("ArticleTitle"))
+    abstract = " ".join(text(a) for a in cit.iterfind(".//Abstract/AbstractText"))
+    mesh = tuple(text(d) for d in cit.iterfind("MeshHeadingList/MeshHeading/DescriptorName"))
+    major = tuple(text(h.find("DescriptorName")) for h in cit.iterfind("MeshHeadingList/MeshHeading")
+                  if h.find("DescriptorName") is not None and (
+                      h.find("DescriptorName").get("MajorTopicYN") == "Y"
+                      or any(q.get("MajorTopicYN") == "Y" for q in h.iterfind("QualifierName"))))
+    keywords = tuple(text(k) for k in cit.iterfind("KeywordList/Keyword"))
+    pub_types = tuple(text(t) for t in cit.iterfind(".//PublicationTypeList/PublicationType"))
+    languages = tuple(text(la) for la in cit.iterfind(".//Language"))
+    return Doc(pmid, title, abstract, mesh, major, keywords, pub_types, languages)
+
+
 @functools.lru_cache(maxsize=4)
 def load_corpus(corpus_dir: Path) -> Mapping[str, _Loaded]:
     """Every record under ``corpus_dir`` (``*.xml`` and ``*.xml.gz``), one per PMID.
@@ -451,9 +494,14 @@ class StandIn:
         hang_seconds: float = 5.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        match_terms: bool = False,
     ) -> None:
         self.today: dt.date = today or dt.date.today()
         self.enforce_rate_limit = enforce_rate_limit
+        # Evaluate terms nobody registered with set_query against the corpus text (tests/pubmed_query.py).
+        self.match_terms = match_terms
+        self._phrase_index = PhraseIndex()
+        self._matcher: Matcher | None = None
         self.hang_seconds = hang_seconds
         self.rate_limited_count = 0  # 429s sent because the client really exceeded NCBI's limit
         self._host, self._port = host, port
@@ -592,6 +640,23 @@ class StandIn:
             else:
                 self._translations[term.strip()] = translation
 
+    def set_phrase_index(self, unknown: Iterable[str] = (), wildcard_cap: int = 600) -> None:
+        """Phrases PubMed's phrase index does not know (as written in terms, any case), and how many
+        variants of a truncated stem are searched before PubMed's "used only the first N variations"
+        warning. Applies to terms the stand-in evaluates (``match_terms``), not to registered ones."""
+        with self._lock:
+            self._phrase_index = PhraseIndex.without(unknown, wildcard_cap)
+            if self._matcher is not None:
+                self._matcher.index = self._phrase_index  # the word index stays valid
+
+    def matcher(self) -> Matcher:
+        """The PubMed-like matcher over every record (hidden and deleted ones too: the search filters them)."""
+        with self._lock:
+            if self._matcher is None:
+                docs = [_doc(pmid, self._record_bytes(pmid)) for pmid in sorted(self._dates, key=int)]
+                self._matcher = Matcher(docs, self._phrase_index)
+            return self._matcher
+
     def set_dates(
         self,
         pmid: str | int,
@@ -628,6 +693,7 @@ class StandIn:
         with self._lock:
             self._xml[key] = record
             self._synthetic.pop(key, None)
+            self._matcher = None
             self.set_dates(key, mdat=_as_date(mdat) or self.today)
 
     def delete(self, pmid: str | int) -> None:
@@ -678,6 +744,7 @@ class StandIn:
                 self._dates[pmid] = RecordDates(edat=day, mdat=day, pdat=day)
             if term is not None:
                 self._queries.setdefault(term.strip(), []).extend(new)
+            self._matcher = None
         return new
 
     # -- faults --------------------------------------------------------------------------------------
@@ -855,7 +922,10 @@ class StandIn:
             # Measured by several projects in 2026: HTTP 200 with only the ERROR in the envelope.
             return _Reply(200, XML_TYPE, esearch_error_body(RETSTART_CAP_MESSAGE))
         window, translation_suffix = self._date_window(params)
-        ids = self._search(term, window)
+        evaluated = self._evaluate(term)
+        if isinstance(evaluated, _Reply):
+            return evaluated
+        ids = self._search(term, window, evaluated.ids if evaluated else None)
         warnings: list[tuple[str, str]] = []
         if retstart + retmax > PUBMED_SEARCH_CAP:
             retmax = PUBMED_SEARCH_CAP - retstart
@@ -874,9 +944,13 @@ class StandIn:
         errors = list(degradation.errors) if degradation else []
         if degradation:
             warnings = list(degradation.warnings) + warnings
+        if evaluated is not None:
+            errors = evaluated.errors + errors
+            warnings = evaluated.warnings + warnings
         if not ids:
             warnings.append(("OutputMessage", NO_ITEMS_MESSAGE))
-        translation = self._translation(term, degradation) + translation_suffix
+        base = evaluated.translation if evaluated is not None else self._translation(term, degradation)
+        translation = base + translation_suffix
         body = _esearch_body(len(ids), retstart, page, query_key, webenv, translation, errors, warnings)
         return _Reply(200, XML_TYPE, body)
 
@@ -912,11 +986,24 @@ class StandIn:
             return (datetype, first, self.today), f' AND "last {int(reldate)} days"[{label}]'
         return None, ""
 
-    def _search(self, term: str, window: tuple[str, dt.date, dt.date] | None) -> list[str]:
+    def _evaluate(self, term: str) -> _Evaluated | _Reply | None:
+        """A term nobody registered, evaluated against the corpus when ``match_terms`` is on (None: not)."""
+        if term in self._queries or not self.match_terms:
+            return None
+        try:
+            outcome = self.matcher().search(term)
+        except QuerySyntaxError as exc:
+            # Guess: NCBI's wording for a query its parser rejects (old responses: "Can't run executor").
+            return _Reply(200, XML_TYPE, esearch_error_body(f"Syntax error in query: {exc}"))
+        except Unsupported as exc:
+            raise _BadRequest(str(exc)) from None
+        return _Evaluated(outcome.ids, outcome.translation, list(outcome.errors), list(outcome.warnings))
+
+    def _search(self, term: str, window: tuple[str, dt.date, dt.date] | None,
+                evaluated: Sequence[str] | None = None) -> list[str]:
         """Visible ids the term matches, in the window, newest entry first (then higher PMID first)."""
-        ids = [
-            p for p in self._queries.get(term, ()) if p not in self._hidden and p not in self._deleted
-        ]
+        matched = self._queries.get(term, ()) if evaluated is None else evaluated
+        ids = [p for p in matched if p not in self._hidden and p not in self._deleted]
         if window is not None:
             datetype, first, last = window
             ids = [p for p in ids if first <= getattr(self._dates[p], datetype) <= last]
@@ -1221,6 +1308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD for reldate")
     parser.add_argument("--no-rate-limit", action="store_true", help="do not answer 429 above 3 (10) req/s")
+    parser.add_argument("--match", action="store_true",
+                        help="evaluate unregistered terms as PubMed syntax against the corpus records")
+    parser.add_argument("--unknown-phrase", action="append", default=[], metavar="PHRASE",
+                        help="a phrase the phrase index does not know (repeatable; implies --match)")
     args = parser.parse_args(argv)
     standin = StandIn(
         args.corpus,
@@ -1228,7 +1319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         enforce_rate_limit=not args.no_rate_limit,
         host=args.host,
         port=args.port,
+        match_terms=args.match or bool(args.unknown_phrase),
     )
+    if args.unknown_phrase:
+        standin.set_phrase_index(args.unknown_phrase)
     terms = list(args.all_ids_for)
     if args.config:
         from monitor.config import load_config  # only the by-hand mode needs the project itself

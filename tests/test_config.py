@@ -239,3 +239,93 @@ def test_the_shipped_digest_example_loads_when_uncommented(tmp_path: Path) -> No
         block.append(line[2:])
     digest = load_config(write(tmp_path, text + "\n" + "\n".join(block) + "\n"), env={}).digest
     assert digest is not None and digest.smtp_host == "smtp.example.org" and len(digest.recipients) == 2
+
+
+BLOCKS = """
+[blocks]
+skin = '''
+psoria*[tiab]
+OR {rare}
+'''
+rare = '"lichen sclerosus"[tiab]'
+
+[fallbacks]
+"lichen sclerosus" = '"lichen sclerosus"[tiab:~0]'
+"skin-gut axis" = '"skin gut axis"[tiab:~0]'
+
+[[queries]]
+name = "probiotics"
+term = 'probiotic*[tiab] AND ({skin})'
+since = 2024-01-01
+fallbacks = { "lichen sclerosus" = '"lichen sclerosus"[tiab:~2]' }
+
+[[queries]]
+name = "plain"
+term = '"skin-gut axis"[tiab]'
+since = 2024-01-01
+"""
+
+
+def test_blocks_are_expanded_into_the_term_the_monitor_sends(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BLOCKS), env={})
+    probiotics, plain = cfg.queries
+    assert probiotics.term == 'probiotic*[tiab] AND ((psoria*[tiab] OR ("lichen sclerosus"[tiab])))'
+    assert probiotics.written == "probiotic*[tiab] AND ({skin})"
+    assert probiotics.blocks == ("skin",)
+    # The query's own fallback wins over the top-level one for the same phrase; the others still apply.
+    assert [(f.phrase, f.replacement) for f in probiotics.fallbacks] == [
+        ("lichen sclerosus", '"lichen sclerosus"[tiab:~2]'), ("skin-gut axis", '"skin gut axis"[tiab:~0]')]
+    assert probiotics.fallbacks[0].where == 'queries[0].fallbacks."lichen sclerosus"'
+    assert [f.phrase for f in plain.fallbacks] == ["lichen sclerosus", "skin-gut axis"]
+    assert cfg.expand("{rare} AND diet[tiab]") == '("lichen sclerosus"[tiab]) AND diet[tiab]'
+
+
+def test_a_block_edit_is_a_term_change_for_the_queries_that_use_it(tmp_path: Path) -> None:
+    from monitor.cycle import plan_window
+    from monitor.types import QueryState
+
+    before = load_config(write(tmp_path, BLOCKS), env={})
+    after = load_config(write(tmp_path, BLOCKS.replace("psoria*[tiab]", "psoria*[tiab] OR rosacea[tiab]")), env={})
+    now = dt.datetime(2026, 11, 22, 3, tzinfo=dt.UTC)
+    for old, new in zip(before.queries, after.queries):
+        state = QueryState(old.name, old.term, now - dt.timedelta(days=1), old.since, now.date())
+        window = plan_window(new, state, now.date(), 30)
+        assert window.backfill == (new.name == "probiotics"), new.name  # "plain" does not use the block
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("{skin})'", "{skn})'"), "queries.toml: queries[0].term: unknown block {skn} (known: rare, skin)"),
+    (("OR {rare}", "OR {skin}"), "queries.toml: blocks.skin: blocks refer to each other in a cycle: skin -> skin"),
+    (("rare = '\"lichen sclerosus\"[tiab]'", "rare = '(\"lichen sclerosus\"[tiab]'"),
+     "queries.toml: blocks.rare: has an unclosed '('"),
+    (("AND ({skin})'", "AND ({skin}'"), "queries.toml: queries[0].term: has an unclosed '(' (after expanding blocks)"),
+    (("AND ({skin})'", "AND ({skin} OR {rare)'"),
+     "queries.toml: queries[0].term: has a stray '{' (block references look like {skin_conditions})"),
+    (("rare = ", "Rare = "), "queries.toml: blocks.Rare: block names are lowercase letters, digits and '_' "
+                             "(starting with a letter), not 'Rare'"),
+    (("'\"skin gut axis\"[tiab:~0]'", "'\"skin gut axis\"[tiab:~0] OR {nope}'"),
+     'queries.toml: fallbacks."skin-gut axis": unknown block {nope} (known: rare, skin)'),
+    (("'\"lichen sclerosus\"[tiab:~2]'", "''"),
+     'queries.toml: queries[0].fallbacks."lichen sclerosus": must be a non-empty string (the PubMed syntax '
+     'to search instead of the phrase)'),
+    (("[fallbacks]", "[fallbacks]\n'\"quoted\"' = 'x[tiab]'"),
+     "queries.toml: fallbacks.\"\"quoted\"\": the key is the phrase as written in the term, without quotes or "
+     "field tag"),
+])
+def test_block_and_fallback_mistakes_name_the_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    assert change[0] in BLOCKS
+    assert error_of(tmp_path, BLOCKS.replace(*change)) == expected
+
+
+def test_the_shipped_skin_block_exists_once_and_every_query_uses_it() -> None:
+    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    # One condition per block line: each heading of the skin side is written exactly once in the file.
+    for heading in ('"Dermatitis, Atopic"[mh]', '"Alopecia Areata"[mh]', '"Skin Aging"[mh]', '"Pruritus"[mh]',
+                    '"lichen sclerosus"[tiab]', '"skin diseases"[tiab]'):
+        assert text.count(heading) == 1, heading
+    cfg = load_config(SHIPPED_CONFIG, env={})
+    skin = dict(cfg.blocks)["skin"]
+    for q in cfg.queries:
+        assert "skin" in q.blocks, q.name
+        assert skin in q.term, q.name
+        assert "{" not in q.term and "}" not in q.term, q.name

@@ -231,6 +231,13 @@ class PapersMixin(StorageBase):
                 q = q.where(paper_events.c.pmid == int(pmid))
             return [(str(r.pmid), r.kind, utc(r.at)) for r in conn.execute(q)]
 
+    def linked_pmids(self, query: str) -> list[str]:
+        """The PMIDs linked to one query (found by it in some run), ascending."""
+        with self._tx("reading a query's papers") as conn:
+            rows = conn.execute(sa.select(paper_queries.c.pmid).where(paper_queries.c.query_name == query)
+                                .order_by(paper_queries.c.pmid)).scalars()
+            return [str(p) for p in rows]
+
     def linked_query_names(self) -> set[str]:
         """Names of the queries that found at least one stored paper (also those no longer configured)."""
         with self._tx("reading query names") as conn:
