@@ -1,15 +1,26 @@
-"""Shared fixtures: paths to the real recordings, the installed `monitor` command, config writers, and
-:func:`require_program` for tests that need a system program (newsboat, pandoc, chromium)."""
+"""Shared fixtures: paths to the real recordings, the installed `monitor` command, config writers,
+:func:`require_program` for tests that need a system program (newsboat, pandoc, chromium), and the one
+switch between database backends, :func:`db_url`.
+
+**Backends.** Every test that needs a database gets its URL from :func:`db_url` (or the ``store`` fixture).
+By default that is a SQLite file in the test's tmp dir. With ``MONITOR_TEST_DB_URL`` set to a PostgreSQL
+server URL (``postgresql+psycopg://user@host:port/postgres``; ``.ci/run``'s second pass starts a throwaway
+cluster, ``tests/pgcluster.py``), each such URL is instead a fresh PostgreSQL database of its own, created
+on first use and dropped when the test ends, so tests stay hermetic on a shared server.
+Markers: ``sqlite_only`` (the test is about SQLite itself: files, WAL, its locking) is skipped on the
+PostgreSQL pass; ``postgres`` (needs a PostgreSQL server: parity, advisory locks) is skipped without one.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,6 +32,7 @@ DATA = Path(__file__).resolve().parent / "data"
 SHIPPED_CONFIG = ROOT / "queries.toml"
 
 
+TEST_DB_ENV = "MONITOR_TEST_DB_URL"  # a PostgreSQL server: run the suite against it (the PostgreSQL pass)
 REQUIRE_TOOLS_ENV = "MONITOR_REQUIRE_TOOLS"  # "1": a missing program fails the test (CI) instead of skipping
 HIDE_TOOLS_ENV = "MONITOR_HIDE_TOOLS"  # comma-separated programs to treat as absent (to try the skips)
 
@@ -82,11 +94,111 @@ def run_installed(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[s
     return run
 
 
+# ------------------------------------------------------------------ database backends
+
+
+def postgres_server() -> str | None:
+    """The PostgreSQL server URL of the PostgreSQL pass (``MONITOR_TEST_DB_URL``), else None."""
+    return os.environ.get(TEST_DB_ENV) or None
+
+
+def on_postgres() -> bool:
+    return postgres_server() is not None
+
+
+class _Databases:
+    """The PostgreSQL databases tests created (by the path of the SQLite file each stands for), and an
+    AUTOCOMMIT engine on the server to create and drop them."""
+
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+        self._admin: Any = None
+
+    def admin(self, server: str) -> Any:
+        if self._admin is None:
+            import sqlalchemy as sa
+
+            self._admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        return self._admin
+
+    def create(self, server: str, key: str) -> str:
+        import sqlalchemy as sa
+
+        name = "monitor_test_" + hashlib.sha1(f"{os.getpid()}:{key}".encode()).hexdigest()[:16]
+        with self.admin(server).connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        url = sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+        self.urls[key] = url
+        return url
+
+    def drop_all(self) -> None:
+        if not self.urls:
+            return
+        import sqlalchemy as sa
+
+        server = postgres_server()
+        assert server is not None
+        with self.admin(server).connect() as conn:
+            for url in self.urls.values():
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database} WITH (FORCE)")
+        self.urls.clear()
+
+
+_DATABASES = _Databases()
+
+
+def db_url(path: Path | str) -> str:
+    """The database URL a test uses where it would use the SQLite file ``path``: ``sqlite:///PATH``, or on
+    the PostgreSQL pass a fresh database of its own (the same one for the same path within a test)."""
+    server = postgres_server()
+    if server is None:
+        return f"sqlite:///{path}"
+    key = str(Path(path).resolve())
+    return _DATABASES.urls.get(key) or _DATABASES.create(server, key)
+
+
+def database_untouched(path: Path) -> bool:
+    """Whether the database :func:`db_url` gives for ``path`` was never opened by the monitor: no SQLite
+    file, or a PostgreSQL database without tables."""
+    if not on_postgres():
+        return not Path(path).exists()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url(path), poolclass=sa.pool.NullPool)
+    try:
+        return not sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases a test created (its processes' connections are ended first)."""
+    yield
+    _DATABASES.drop_all()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): about SQLite itself; skipped on the PostgreSQL pass")
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server (MONITOR_TEST_DB_URL); skipped without")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    only = item.get_closest_marker("sqlite_only")
+    if only is not None and on_postgres():
+        why = only.args[0] if only.args else "it is about SQLite itself"
+        pytest.skip(f"SQLite only: {why}")
+    if item.get_closest_marker("postgres") is not None and not on_postgres():
+        pytest.skip(f"needs a PostgreSQL server: set {TEST_DB_ENV} (the PostgreSQL pass of .ci/run does)")
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Storage]:
-    """A real SQLite store in a tmp dir (the schema migrated, as every open does)."""
+    """A real store (SQLite in a tmp dir, or a fresh PostgreSQL database on that pass), the schema
+    migrated as every open does."""
     from monitor.storage import Storage
 
-    s = Storage.open(f"sqlite:///{tmp_path}/db/monitor.sqlite3")
+    s = Storage.open(db_url(tmp_path / "db" / "monitor.sqlite3"))
     yield s
     s.close()

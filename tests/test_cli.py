@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import SHIPPED_CONFIG
+from tests.conftest import SHIPPED_CONFIG, database_untouched, db_url
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
-    return {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3"}
+    return {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": db_url(tmp_path / "m.sqlite3")}
 
 
 def test_usage_errors_are_one_line_and_exit_2(run_monitor) -> None:
@@ -57,7 +57,7 @@ def test_status_on_a_fresh_database(tmp_path: Path, run_monitor) -> None:
 def test_unusable_database_is_one_line_exit_1(tmp_path: Path, run_monitor) -> None:
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not sqlite" * 200)
-    result = run_monitor("status", env={**env_for(tmp_path), "MONITOR_DB_URL": f"sqlite:///{junk}"})
+    result = run_monitor("status", env={**env_for(tmp_path), "MONITOR_DB_URL": db_url(junk)})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"monitor: error: cannot open database sqlite:///{junk}")
@@ -78,7 +78,7 @@ def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
 
     from tests.conftest import monitor_executable
 
-    env = {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3",
+    env = {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": db_url(tmp_path / "m.sqlite3"),
            "PATH": "/usr/bin:/bin"}
     proc = subprocess.Popen([monitor_executable(), "export", "--format", "csv"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
@@ -98,14 +98,14 @@ def test_broken_taxonomy_is_one_line_exit_2_before_anything_runs(tmp_path: Path,
     bad.write_text(taxonomy.replace(old, "patterns = ['rosacea\\w*', 'acne (rosacea']"), encoding="utf-8")
     config = tmp_path / "queries.toml"
     config.write_text(SHIPPED_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")  # taxonomy.toml beside it
-    env = {"MONITOR_CONFIG": str(config), "MONITOR_DB_URL": f"sqlite:///{tmp_path}/m.sqlite3",
+    env = {"MONITOR_CONFIG": str(config), "MONITOR_DB_URL": db_url(tmp_path / "m.sqlite3"),
            "MONITOR_EUTILS_URL": "http://127.0.0.1:9/never-contacted"}
     for command in ("run", "retag"):
         result = run_monitor(command, env=env)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert lines[0].startswith("monitor: error: taxonomy.toml: conditions.rosacea.patterns[1]: "), lines[0]
-        assert not (tmp_path / "m.sqlite3").exists()  # nothing was opened, nothing was fetched
+        assert database_untouched(tmp_path / "m.sqlite3")  # nothing was opened, nothing was fetched
     (tmp_path / "taxonomy.toml").unlink()
     missing = run_monitor("retag", env=env)
     assert missing.returncode == 2 and "taxonomy.toml" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

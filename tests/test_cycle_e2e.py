@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from tests.conftest import SHIPPED_CONFIG
+from tests.conftest import SHIPPED_CONFIG, db_url
 from tests.eutils_standin import IN_PROCESS_URL, StandIn
 from tests.harness import VirtualTime, invoke, standin_overrides
 
@@ -65,7 +65,7 @@ class World:
         return next(q.term for q in self.queries if q.name == name)
 
     def monitor(self, *args: str, now: str = NOW, key: bool = False, db: Path | None = None):
-        env = {"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": f"sqlite:///{db or self.db}",
+        env = {"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": db_url(db or self.db),
                "MONITOR_EUTILS_URL": self.base_url, "MONITOR_NOW": now}
         if key:
             env["NCBI_API_KEY"] = "test-key"

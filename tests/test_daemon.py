@@ -1,5 +1,5 @@
 """`monitor start` for real: the installed command in a subprocess, the E-utilities stand-in on loopback,
-a real SQLite file read back with the sqlite3 module, feeds read by feedparser, and real signals.
+the real database read back with SQLAlchemy, feeds read by feedparser, and real signals.
 
 Every wait polls the database or the log with a deadline; nothing asserts on a bare sleep.
 """
@@ -11,7 +11,6 @@ import itertools
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +18,9 @@ from pathlib import Path
 
 import feedparser
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import monitor_executable
+from tests.conftest import database_untouched, db_url, monitor_executable
 from tests.eutils_standin import StandIn
 from tests.test_cycle_e2e import NOW, TODAY
 from tests.test_digest import smtp  # noqa: F401 - the aiosmtpd fixture
@@ -84,7 +84,7 @@ class DaemonWorld(FeedWorld):
 
     def env(self, now: str | None, key: bool = True) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
-        env.update({"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": f"sqlite:///{self.db}",
+        env.update({"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": db_url(self.db),
                     "MONITOR_EUTILS_URL": self.base_url})
         if key:
             # The key lifts the stand-in's limit to 10 requests/s: a cycle takes about a second, against
@@ -108,18 +108,24 @@ class DaemonWorld(FeedWorld):
         return subprocess.run([monitor_executable(), *args], capture_output=True, text=True, env=self.env(now),
                               cwd=self.tmp, timeout=120)
 
-    def query(self, sql: str, *params: object) -> list[tuple]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of ``sql`` read from the daemon's database ([] while it has no tables yet); SQLite read-only."""
+        url = db_url(self.db)
+        if url.startswith("sqlite"):
+            if not self.db.exists():
+                return []
+            url = f"sqlite:///file:{self.db}?mode=ro&uri=true"
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 10} if
+                                  url.startswith("sqlite") else {})
         try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:  # the daemon has not created the tables yet
-            if "no such table" in str(exc):
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.exec_driver_sql(sql)]
+        except sa.exc.DBAPIError as exc:  # the daemon has not created the tables yet
+            if "no such table" in str(exc) or "does not exist" in str(exc):
                 return []
             raise
         finally:
-            conn.close()
+            engine.dispose()
 
     def runs(self) -> list[dict]:
         rows = self.query("SELECT id, started_at, finished_at, status, message FROM runs ORDER BY id")
@@ -133,8 +139,10 @@ class DaemonWorld(FeedWorld):
         return {str(r[0]) for r in self.query("SELECT pmid FROM papers")}
 
 
-def _ts(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+def _ts(value: str | dt.datetime) -> dt.datetime:
+    """A stored time (SQLite hands back text, PostgreSQL a datetime) in UTC."""
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0, procs: list[Proc] = ()) -> object:
@@ -378,7 +386,7 @@ def test_monitor_run_refuses_or_waits_while_another_process_holds_the_lease(dw: 
     from monitor.lease import Lease
     from monitor.storage import Storage
 
-    with Storage.open(f"sqlite:///{dw.db}") as store:
+    with Storage.open(db_url(dw.db)) as store:
         other = Lease(store, "cycle", purpose="monitor start (daemon cycle)", clock=SystemClock(), seconds=6,
                       host="farm-7", pid=4242)
         other.acquire()
@@ -415,7 +423,7 @@ def test_start_with_an_invalid_schedule_is_one_line_exit_2(dw: DaemonWorld, old:
     lines = proc.log().strip().splitlines()
     assert code == 2 and len(lines) == 1, proc.log()
     assert lines[0].startswith(f"monitor: error: queries.toml: {expected}"), lines[0]
-    assert not dw.db.exists()  # refused before the database was opened
+    assert database_untouched(dw.db)  # refused before the database was opened
 
 
 def test_sigterm_while_a_request_hangs_exits_after_stop_seconds(dw: DaemonWorld) -> None:

@@ -18,6 +18,7 @@ from monitor.app import App
 from monitor.clock import FixedClock
 from monitor.errors import LeaseBusy
 from monitor.lease import CYCLE
+from tests.conftest import db_url
 from tests.eutils_standin import StandIn
 from tests.harness import standin_overrides
 from tests.test_cycle_e2e import TODAY
@@ -39,7 +40,7 @@ def jw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobWorld]:
     world = JobWorld(StandIn(today=TODAY), tmp_path)
     for key in ("MONITOR_CONFIG", "MONITOR_NOW", "NCBI_API_KEY", "NCBI_EMAIL"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MONITOR_DB_URL", f"sqlite:///{world.db}")
+    monkeypatch.setenv("MONITOR_DB_URL", db_url(world.db))
     monkeypatch.setenv("MONITOR_EUTILS_URL", world.base_url)
     yield world
 

@@ -14,7 +14,6 @@ import email
 import email.policy
 import os
 import re
-import sqlite3
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,7 +25,7 @@ from monitor import digest as digests
 from monitor.storage import Storage
 from monitor.types import Article, Correction
 from tests import digest_data as dd
-from tests.conftest import DATA, SHIPPED_CONFIG
+from tests.conftest import DATA, SHIPPED_CONFIG, db_url
 
 GOLDEN = DATA / "digest"
 WEEK1 = dt.datetime(2026, 11, 16, 3, 0, tzinfo=dt.UTC)
@@ -75,7 +74,7 @@ class Site:
         self.db = tmp / "monitor.sqlite3"
         self.config = tmp / "queries.toml"
         self.write_config(port, extra)
-        self.store = Storage.open(f"sqlite:///{self.db}")
+        self.store = Storage.open(db_url(self.db))
 
     def write_config(self, port: int, extra: str = "") -> None:
         text = SHIPPED_CONFIG.read_text(encoding="utf-8").replace(
@@ -85,7 +84,7 @@ class Site:
         self.config.write_text(text, encoding="utf-8")
 
     def monitor(self, *args: str, now: dt.datetime, env: dict[str, str] | None = None):
-        return self._run(*args, env={"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": f"sqlite:///{self.db}",
+        return self._run(*args, env={"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": db_url(self.db),
                                      "MONITOR_NOW": now.isoformat(), **(env or {})})
 
 
@@ -326,7 +325,7 @@ def test_cli_errors_are_one_line(site: Site, tmp_path: Path) -> None:
         2, "monitor: error: MONITOR_SMTP_PASSWORD: digest.smtp_user is 'monitor' but MONITOR_SMTP_PASSWORD is not set")
     bare = tmp_path / "bare.toml"
     bare.write_text(SHIPPED_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
-    missing = site._run("digest", env={"MONITOR_CONFIG": str(bare), "MONITOR_DB_URL": f"sqlite:///{site.db}"})
+    missing = site._run("digest", env={"MONITOR_CONFIG": str(bare), "MONITOR_DB_URL": db_url(site.db)})
     assert (missing.returncode, missing.stderr.strip()) == (
         2, "monitor: error: bare.toml: digest: missing: add a [digest] table with from, to and smtp_host "
            "(see README 'Weekly digest')")
@@ -379,7 +378,7 @@ def test_short_authors_and_links() -> None:
 
 
 def test_every_relevant_paper_is_listed_once_and_the_rest_is_counted(tmp_path: Path) -> None:
-    with Storage.open(f"sqlite:///{tmp_path}/m.sqlite3") as store:
+    with Storage.open(db_url(tmp_path / "m.sqlite3")) as store:
         dev, corpus = dd.dev_articles(), dd.corpus_articles()
         dd.store_week(store, dev + corpus, WEEK1)
         papers = store.papers_first_found(WEEK1, WEEK1)
@@ -405,15 +404,16 @@ def test_migration_0004_upgrades_a_0003_database(tmp_path: Path) -> None:
 
     from monitor import migrations
 
-    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    url = db_url(tmp_path / "old.sqlite3")
     engine = sa.create_engine(url)
     migrations.upgrade(engine, "0003")
     engine.dispose()
     with Storage.open(url) as store:
         dd.store_week(store, dd.dev_articles()[:2], WEEK1)
         assert store.digest_log() == [] and store.last_sent_digest() is None
-    tables = {r[0] for r in sqlite3.connect(tmp_path / "old.sqlite3").execute(
-        "SELECT name FROM sqlite_master WHERE type='table'")}
+    engine = sa.create_engine(url)
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
     assert {"digests", "digest_papers", "digest_events"} <= tables
 
 

@@ -28,7 +28,7 @@ import feedparser
 import pytest
 from lxml import etree
 
-from tests.conftest import monitor_executable
+from tests.conftest import db_url, monitor_executable
 from tests.eutils_standin import StandIn
 from tests.tagging_data import LABELLED
 from tests.test_cycle_e2e import NOW, TODAY, World, with_retraction
@@ -263,7 +263,7 @@ def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
                       relevance=0.9, taxonomy_version="t",
                       evidence=(TagEvidence("psoriasis", "condition", "title", "psoriasis<", 3.0),))
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-    with Storage.open(f"sqlite:///{tmp_path}/h.sqlite3") as store:
+    with Storage.open(db_url(tmp_path / "h.sqlite3")) as store:
         store.store_batch([article], query="q", now=now, tagger=lambda paper: tagging)
         publish(store, taxonomy, config.feeds, now, out=tmp_path / "out")
     raw = (tmp_path / "out" / "main.xml").read_bytes()
@@ -281,7 +281,7 @@ def test_hostile_titles_and_abstracts_render_as_text(tmp_path: Path) -> None:
 def served(fw: FeedWorld) -> Iterator[tuple[FeedWorld, str, subprocess.Popen]]:
     assert fw.monitor("run", key=True).returncode == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
-    env.update({"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": f"sqlite:///{fw.db}", "MONITOR_NOW": NOW})
+    env.update({"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": db_url(fw.db), "MONITOR_NOW": NOW})
     proc = subprocess.Popen([monitor_executable(), "serve", "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=fw.tmp)
     url = None
@@ -418,7 +418,7 @@ now = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)
 settings = dataclasses.replace(config.feeds, limit=4)
 names = [q.name for q in config.queries]
 out = {}
-with Storage.open(f"sqlite:///{tmp}/split.sqlite3") as store:
+with Storage.open(sys.argv[3]) as store:
     for n in range(4):  # four batches of the labelled records under fresh PMIDs, a day apart, two queries
         batch = [dataclasses.replace(row_to_article(r), pmid=str(32_000_000 + n * 1000 + i)) for i, r in enumerate(rows)]
         store.store_batch(batch, query=names[n % 2], now=now - dt.timedelta(days=4 - n),
@@ -440,7 +440,8 @@ def test_a_large_rendering_split_over_two_processes_writes_the_same_bytes(tmp_pa
     from tests.conftest import SHIPPED_CONFIG
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
-    done = subprocess.run([sys.executable, "-c", _SPLIT_SCRIPT, str(tmp_path), str(SHIPPED_CONFIG)],
+    done = subprocess.run([sys.executable, "-c", _SPLIT_SCRIPT, str(tmp_path), str(SHIPPED_CONFIG),
+                           db_url(tmp_path / "split.sqlite3")],
                           capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
                           timeout=300)
     assert done.returncode == 0, done.stderr

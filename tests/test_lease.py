@@ -17,14 +17,14 @@ from monitor.clock import FixedClock, SystemClock
 from monitor.errors import LeaseBusy
 from monitor.lease import Lease, busy_message, describe_holder
 from monitor.storage import Storage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, db_url
 
 T0 = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    with Storage.open(f"sqlite:///{tmp_path}/lease.sqlite3") as s:
+    with Storage.open(db_url(tmp_path / "lease.sqlite3")) as s:
         yield s
 
 
@@ -128,7 +128,7 @@ print(json.dumps(spans))
 
 
 def test_processes_contending_for_the_lease_never_hold_it_together(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/contend.sqlite3"
+    url = db_url(tmp_path / "contend.sqlite3")
     Storage.open(url).close()  # migrate once, so the contenders start together
     script = tmp_path / "contend.py"
     script.write_text(CONTENDER.format(root=str(ROOT), url=url, seconds=2.5), encoding="utf-8")

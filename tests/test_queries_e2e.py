@@ -17,7 +17,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from tests.conftest import SHIPPED_CONFIG
+from tests.conftest import SHIPPED_CONFIG, db_url
 from tests.eutils_standin import StandIn
 
 TODAY = dt.date(2026, 11, 22)
@@ -68,7 +68,7 @@ class Bench:
         self.config.write_text(CONFIG.replace("FALLBACKS", WITH_FALLBACK if fallback else ""), encoding="utf-8")
 
     def monitor(self, *args: str):
-        env = {"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": f"sqlite:///{self.db}",
+        env = {"MONITOR_CONFIG": str(self.config), "MONITOR_DB_URL": db_url(self.db),
                "MONITOR_EUTILS_URL": self.standin.base_url, "MONITOR_NOW": NOW}
         return self._run(*args, env=env)
 

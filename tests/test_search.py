@@ -22,7 +22,7 @@ from monitor.storage import Storage
 from monitor.storage.search import search_row
 from monitor.tagging import load_taxonomy, tag
 from monitor.types import AbstractSection, Article, Author, Correction, Deletion, Journal, PaperFilter, PublicationType
-from tests.conftest import DATA, ROOT, SHIPPED_CONFIG
+from tests.conftest import DATA, ROOT, SHIPPED_CONFIG, db_url
 from tests.tagging_data import LABELLED, row_to_article
 
 NOW = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC)
@@ -63,7 +63,7 @@ def store_all(store: Storage, articles, query: str = "gut-skin-axis", now: dt.da
 
 @pytest.fixture
 def store(tmp_path: Path):
-    s = Storage.open(f"sqlite:///{tmp_path}/m.sqlite3")
+    s = Storage.open(db_url(tmp_path / "m.sqlite3"))
     yield s
     s.close()
 
@@ -147,11 +147,17 @@ def test_every_tricky_query_runs_on_the_real_index(store: Storage) -> None:
 # ------------------------------------------------------------------ the index follows the store
 
 
+def index_table(store: Storage) -> str:
+    """The full-text index table of the store's backend (its PMID column first)."""
+    return "paper_search" if store.engine.dialect.name == "postgresql" else "papers_fts"
+
+
 def test_index_rows_from_sql_equal_the_rows_written_while_storing(store: Storage) -> None:
-    """Migration 0005 and rebuild_search_index fill the index in SQL from the stored JSON; store_batch
-    writes it from Articles. Both must give the same rows, on every corpus record."""
+    """Migration 0005 (SQLite) or 0007 (PostgreSQL) and rebuild_search_index fill the index in SQL from the
+    stored JSON; store_batch writes it from Articles. Both must give the same rows, on every corpus record."""
     store_all(store, corpus())
-    read = "SELECT rowid, title, abstract, keywords, mesh, authors FROM papers_fts ORDER BY rowid"
+    key = "pmid" if index_table(store) == "paper_search" else "rowid"
+    read = f"SELECT {key}, title, abstract, keywords, mesh, authors FROM {index_table(store)} ORDER BY {key}"
     with store.engine.connect() as conn:
         written = conn.exec_driver_sql(read).all()
     assert store.rebuild_search_index() == len(corpus())
@@ -179,18 +185,22 @@ def test_revisions_reindex_deletions_unindex_and_storing_twice_changes_nothing(s
     store.store_batch([back], query="q", now=LATER + dt.timedelta(days=1))  # NLM restores it
     assert find("selenium") == ["102"]
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM papers_fts").scalar() == 2
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM {index_table(store)}").scalar() == 2
 
 
 def test_upgrade_from_0003_indexes_stored_papers(tmp_path: Path) -> None:
     from monitor import migrations
 
-    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    url = db_url(tmp_path / "old.sqlite3")
     with Storage.open(url, migrate=False) as s:
         migrations.upgrade(s.engine, "0003")
-    old = Storage(sa.create_engine(url))
-    # Storage at 0003 has no index yet: store without touching it, as the code of that time did.
-    old._fts = False
+
+    class Before0005(Storage):
+        """Storage at 0003 had no index yet: it stores without touching one, as the code of that time did."""
+
+        _search_backend = None
+
+    old = Before0005(sa.create_engine(url))
     old.store_batch([art("7", "Rosacea and Helicobacter pylori"), art("8", "Withdrawn rosacea paper")],
                     query="q", now=NOW)
     old.store_batch([Deletion("8")], query="q", now=NOW)
@@ -263,7 +273,7 @@ def test_every_filter(store: Storage) -> None:
 
 
 def env_for(db: Path) -> dict[str, str]:
-    return {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": f"sqlite:///{db}", "COLUMNS": "160"}
+    return {"MONITOR_CONFIG": str(SHIPPED_CONFIG), "MONITOR_DB_URL": db_url(db), "COLUMNS": "160"}
 
 
 def trial(pmid: str, title: str, abstract: str, keywords: tuple[str, ...] = ("Probiotics", "Psoriasis")) -> Article:
@@ -276,7 +286,7 @@ def trial(pmid: str, title: str, abstract: str, keywords: tuple[str, ...] = ("Pr
 @pytest.fixture
 def acceptance_db(tmp_path: Path) -> Path:
     db = tmp_path / "m.sqlite3"
-    with Storage.open(f"sqlite:///{db}") as s:
+    with Storage.open(db_url(db)) as s:
         store_all(s, corpus())
         store_all(s, [
             trial("9100001", "Probiotic supplementation in plaque psoriasis: a randomized, double-blind, "
@@ -387,7 +397,7 @@ def expected_keywords(out: dict[str, str]) -> list[str]:
 
 def export_formats(tmp_path: Path, run_monitor, article: Article, *extra: str) -> dict[str, str]:
     db = tmp_path / "u.sqlite3"
-    with Storage.open(f"sqlite:///{db}") as s:
+    with Storage.open(db_url(db)) as s:
         store_all(s, [article] + [a for a in corpus() if a.journal.pages and "-" in a.journal.pages][:5])
     out = {}
     for fmt in ("ris", "bibtex", "csl-json", "json", "jsonl", "csv"):

@@ -13,6 +13,7 @@ import pytest
 from monitor.errors import StorageError
 from monitor.storage import Storage
 from monitor.types import PaperFilter, QueryReport, Tagging, TextTerm
+from tests.conftest import db_url
 from tests.storage_data import NOW, real_articles
 
 
@@ -20,15 +21,15 @@ def test_database_errors_become_storage_errors(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.sqlite3"
     not_a_db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StorageError, match=r"cannot open database .*junk.sqlite3.*file is not a database"):
-        Storage.open(f"sqlite:///{not_a_db}")
+        Storage.open(db_url(not_a_db))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(StorageError, match=r"check storage.url / MONITOR_DB_URL"):
-        Storage.open(f"sqlite:///{blocker}/sub/m.sqlite3")
+        Storage.open(db_url(blocker / "sub/m.sqlite3"))
 
 
 def test_locked_database_is_reported_not_hung(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    url = db_url(tmp_path / "m.sqlite3")
     a, _ = real_articles()
     with Storage.open(url) as s:
         holder = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
@@ -54,6 +55,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "count_papers": lambda s: s.count_papers(),
     "iter_papers": lambda s: list(s.iter_papers()),
     "events": lambda s: s.events(),
+    "linked_pmids": lambda s: s.linked_pmids("q"),
     "linked_query_names": lambda s: s.linked_query_names(),
     "status_changes": lambda s: s.status_changes(),
     "retag": lambda s: s.retag(lambda _: Tagging()),
@@ -101,7 +103,7 @@ def test_every_public_method_is_listed() -> None:
 def locked(tmp_path: Path) -> Iterator[Storage]:
     """A store whose database another connection holds exclusively (SQLite's EXCLUSIVE locking mode keeps
     even WAL readers out); a short busy timeout so each call gives up at once."""
-    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    url = db_url(tmp_path / "m.sqlite3")
     Storage.open(url).close()
     store = Storage.open(url, busy_timeout=0.05, migrate=False)
     holder = sqlite3.connect(tmp_path / "m.sqlite3", isolation_level=None)
@@ -118,7 +120,7 @@ def locked(tmp_path: Path) -> Iterator[Storage]:
 def broken(tmp_path: Path) -> Iterator[Storage]:
     """A store whose database file was overwritten with something that is not a database."""
     path = tmp_path / "m.sqlite3"
-    store = Storage.open(f"sqlite:///{path}")
+    store = Storage.open(db_url(path))
     store.engine.dispose()
     for leftover in (tmp_path / "m.sqlite3-wal", tmp_path / "m.sqlite3-shm"):
         leftover.unlink(missing_ok=True)

@@ -22,12 +22,23 @@ def alembic_config() -> Config:
     return cfg
 
 
+# The key of the PostgreSQL advisory lock migrations run under ("monitor" in ASCII). Advisory locks are per
+# database, so databases on one server do not wait for each other.
+MIGRATION_LOCK_KEY = 0x6D6F6E69746F72
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config()
     with engine.connect() as conn:
         # Two processes opening a new database at once (two daemons) must migrate one after the other: on
-        # SQLite, take the write lock at BEGIN (see monitor.storage.base._sqlite_begin) so the second waits.
+        # SQLite, take the write lock at BEGIN (see monitor.storage.base._sqlite_begin) so the second waits;
+        # on PostgreSQL, where nothing else would (its DDL races on the catalogue), take an advisory lock
+        # held to the end of the transaction, before Alembic reads or creates anything. The second process
+        # then finds the schema up to date. A migration of a big database may take minutes: no lock timeout.
         conn.execution_options(sqlite_begin_immediate=True)
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)

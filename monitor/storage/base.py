@@ -38,7 +38,13 @@ class StorageBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        self._fts = engine.dialect.name == "sqlite"  # FTS5 index (migration 0005); elsewhere plain matching
+        self._fts = engine.dialect.name == "sqlite"  # SQLite: the FTS5 index (migration 0005)
+
+    @property
+    def _search_backend(self) -> str | None:
+        """The full-text index papers are kept in: ``fts5`` (SQLite, migration 0005), ``tsvector``
+        (PostgreSQL, migration 0007) or None (another database: no index)."""
+        return "fts5" if self._fts else "tsvector" if self._postgres else None
 
     @property
     def url(self) -> str:
@@ -84,16 +90,68 @@ class StorageBase:
 
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> Engine:
     """An engine for ``url``: SQLite in WAL mode with a busy timeout, foreign keys on, and transactions that
-    can begin IMMEDIATE; anything else with pre-ping (a server may drop idle connections)."""
+    can begin IMMEDIATE; PostgreSQL with the same timeout as its ``lock_timeout`` (a statement waiting for
+    another process's lock gives up instead of hanging); anything else with pre-ping (a server may drop idle
+    connections)."""
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    engine = _make_engine(url, busy_timeout)
+    event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+    return engine
+
+
+def _make_engine(url: str, busy_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout})
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         # pysqlite's own transaction handling defers BEGIN; take control so BEGIN IMMEDIATE is possible.
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        _require_driver(parsed)
+        options = " ".join(filter(None, [str(parsed.query.get("options", "")),
+                                         f"-c lock_timeout={int(busy_timeout * 1000)}"]))
+        return sa.create_engine(parsed.difference_update_query(["options"]), pool_pre_ping=True,
+                                connect_args={"options": options})
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _clean(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) and "\x00" in value else value
+
+
+def _without_nul(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                 executemany: bool) -> tuple[str, Any]:
+    """Every text parameter without NUL characters, on every backend: PostgreSQL's text cannot hold them
+    (one would fail the whole transaction) and SQLite must store the same. Paper records are cleaned before
+    this (``papers.encoded``, so their JSON and hash agree); this catches the rest (run and job messages)."""
+    def scrub(params: Any) -> Any:
+        if isinstance(params, dict):
+            if any(isinstance(v, str) and "\x00" in v for v in params.values()):
+                return {k: _clean(v) for k, v in params.items()}
+            return params
+        if isinstance(params, (tuple, list)) and any(isinstance(v, str) and "\x00" in v for v in params):
+            return type(params)(_clean(v) for v in params)
+        return params
+
+    if executemany and isinstance(parameters, (list, tuple)):
+        return statement, type(parameters)(scrub(p) for p in parameters)
+    return statement, scrub(parameters)
+
+
+def _require_driver(url: sa.engine.URL) -> None:
+    """A PostgreSQL URL needs its driver (psycopg 3 for ``postgresql+psycopg://``): say what to install
+    instead of failing on an import."""
+    module = url.get_driver_name()
+    try:
+        __import__(module)
+    except ImportError:
+        fix = ("pip install 'gut-skin-monitor[postgres]' (psycopg 3)" if module == "psycopg" else
+               f"pip install 'gut-skin-monitor[postgres]' and write the URL as postgresql+psycopg://…, or install "
+               f"{module}")
+        raise StorageError(f"database URL {url.render_as_string(hide_password=True)} needs the Python driver "
+                           f"{module}, which is not installed: {fix}") from None
 
 
 def migrate(engine: Engine) -> None:
@@ -150,8 +208,11 @@ def reason(exc: BaseException) -> str:
     """The first line of a database error, in words a user can act on."""
     orig = getattr(exc, "orig", None)
     text = str(orig or exc).splitlines()[0]
-    if "database is locked" in text:
+    if "database is locked" in text or "canceling statement due to lock timeout" in text:
         return "database is locked (another monitor process is writing; try again shortly)"
+    if "unaccent" in text and ("control file" in text or "extension" in text):
+        return (f"{text} (full-text search needs PostgreSQL's unaccent extension: install the contrib modules, "
+                "Debian: apt-get install postgresql-contrib)")
     return text
 
 

@@ -76,6 +76,28 @@ def article_json(article: Article) -> str:
     return orjson.dumps(article).decode("utf-8")
 
 
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _strip_nul(v) for k, v in value.items()}
+    return value
+
+
+def encoded(article: Article) -> tuple[Article, str]:
+    """The article as it is stored, with its JSON (:func:`article_json`). NUL characters are removed from
+    every text field first: PostgreSQL's text cannot hold them (a batch with one would fail), and SQLite
+    must store what PostgreSQL stores. Only a record that has one (its JSON has the escape ``\\u0000``) is
+    rebuilt; for every other the JSON is encoded once, as before."""
+    data = article_json(article)
+    if "\\u0000" not in data:
+        return article, data
+    clean = Article.from_dict(_strip_nul(orjson.loads(data)))
+    return clean, article_json(clean)
+
+
 def paper_columns() -> sa.Select[Any]:
     """``papers`` rows joined with their tagging: what :func:`hydrate` reads."""
     return (sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
@@ -172,20 +194,20 @@ class PapersMixin(StorageBase):
 
         Idempotent: storing the same batch twice changes nothing the second time.
         """
-        articles = {a.pmid: a for a in items if isinstance(a, Article)}  # last copy of a PMID wins
+        records = {a.pmid: encoded(a) for a in items if isinstance(a, Article)}  # last copy of a PMID wins
         deletions = [d.pmid for d in items if isinstance(d, Deletion)]
         with self._tx("storing papers", immediate=True) as conn:
-            old = _meta(conn, list(articles) + deletions)
-            new, updated, unchanged = _upsert_articles(conn, articles, old, now, run_id)
-            changed = [articles[p] for p in new + updated]
+            old = _meta(conn, list(records) + deletions, lock=self._postgres)
+            new, updated, unchanged = _upsert_articles(conn, records, old, now, run_id)
+            changed = [records[p][0] for p in new + updated]
             if changed:
                 tag_store.save_tag_inputs(conn, changed, fresh=set(new))
-                search_index.index_papers(conn, changed, fresh=set(new), fts=self._fts)
+                search_index.index_papers(conn, changed, fresh=set(new), backend=self._search_backend)
             deleted = _mark_deleted(conn, deletions, old, now, run_id)
             if deleted:
-                search_index.unindex(conn, deleted, fts=self._fts)  # withdrawn papers are not searchable
+                search_index.unindex(conn, deleted, backend=self._search_backend)  # withdrawn papers are not searchable
             if query:
-                _link(conn, list(articles), query, now, run_id, fresh=new)
+                _link(conn, list(records), query, now, run_id, fresh=new)
             if tagger is not None and changed:
                 tag_store.save_taggings(conn, {a.pmid: tagger(TagInput.of(a)) for a in changed})
         return StoreOutcome(tuple(new), tuple(updated), tuple(unchanged), tuple(deleted))
@@ -254,16 +276,15 @@ class PapersMixin(StorageBase):
             return [StatusChange(str(r.pmid), r.kind, utc(r.at), notice_pmid(r.detail), id=r.id) for r in rows]
 
 
-def _upsert_articles(conn: Connection, articles: dict[str, Article], old: dict[str, StoredMeta],
+def _upsert_articles(conn: Connection, records: dict[str, tuple[Article, str]], old: dict[str, StoredMeta],
                      now: dt.datetime, run_id: int | None) -> tuple[list[str], list[str], list[str]]:
     """Insert new papers, rewrite revised ones (logging their events), touch unchanged ones; returns the
-    PMIDs of each."""
+    PMIDs of each. ``records``: each article with its stored JSON (:func:`encoded`)."""
     new: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []
     inserts: list[dict[str, Any]] = []
-    for pmid, article in articles.items():
-        data = article_json(article)
+    for pmid, (article, data) in records.items():
         digest = content_hash(data)
         verdict = decide(old.get(pmid), article, digest)
         row = _paper_row(article, data, digest, now)
@@ -320,11 +341,18 @@ def _link(conn: Connection, pmids: list[str], query: str, now: dt.datetime, run_
     return len(rows)
 
 
-def _meta(conn: Connection, pmids: list[str]) -> dict[str, StoredMeta]:
+def _meta(conn: Connection, pmids: list[str], *, lock: bool = False) -> dict[str, StoredMeta]:
+    """What is stored of these papers. ``lock`` (PostgreSQL): lock their rows until the transaction ends,
+    in PMID order, so that a concurrent retag (which locks its batch the same way, see
+    :meth:`~monitor.storage.tags.TagsMixin.retag`) cannot tag a revision this batch replaces, and the
+    two never wait for each other in a cycle. (SQLite's BEGIN IMMEDIATE already serialises writers.)"""
     out: dict[str, StoredMeta] = {}
     cols = (papers.c.pmid, papers.c.version, papers.c.date_revised, papers.c.content_hash, papers.c.deleted)
-    for chunk in chunks([int(p) for p in pmids]):
-        for r in conn.execute(sa.select(*cols).where(papers.c.pmid.in_(chunk))):
+    for chunk in chunks(sorted({int(p) for p in pmids})):
+        q = sa.select(*cols).where(papers.c.pmid.in_(chunk))
+        if lock:
+            q = q.order_by(papers.c.pmid).with_for_update(key_share=True)
+        for r in conn.execute(q):
             out[str(r.pmid)] = StoredMeta(r.version, r.date_revised, r.content_hash, bool(r.deleted))
     return out
 

@@ -1,6 +1,7 @@
-"""The search index and the paper filters: the SQLite FTS5 index kept in the same transaction as the papers
-(migration 0005), ranked search with snippets, and the WHERE clauses of :class:`~monitor.types.PaperFilter`
-that search and export share. On PostgreSQL (no FTS5) terms match as substrings.
+"""The search index and the paper filters: the full-text index kept in the same transaction as the papers
+(SQLite: an FTS5 table, migration 0005; PostgreSQL: a weighted tsvector, migration 0007 and
+:mod:`.pgsearch`), ranked search with snippets, and the WHERE clauses of :class:`~monitor.types.PaperFilter`
+that search and export share.
 """
 
 from __future__ import annotations
@@ -13,18 +14,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..errors import SearchSyntaxError
+from ..errors import SearchSyntaxError, StorageError
 from ..types import (
     SNIPPET_CLOSE,
     SNIPPET_OPEN,
     Article,
     PaperFilter,
     SearchHit,
-    TextAll,
-    TextAny,
     TextNode,
-    TextTerm,
 )
+from . import pgsearch
 from .base import StorageBase, chunks, midnight, reason
 from .schema import paper_queries, paper_tags, papers, papers_fts
 
@@ -69,19 +68,26 @@ def search_row(article: Article) -> dict[str, Any]:
     }
 
 
-def index_papers(conn: Connection, articles: Sequence[Article], fresh: set[str], *, fts: bool) -> None:
-    """(Re)index stored papers in the full-text index (SQLite only; PostgreSQL matches at query time).
-    ``fresh``: papers inserted in this transaction, which cannot be in the index yet."""
-    if not fts:
+def index_papers(conn: Connection, articles: Sequence[Article], fresh: set[str], *, backend: str | None) -> None:
+    """(Re)index stored papers in the full-text index of ``backend`` (``fts5``, ``tsvector``; None: no
+    index). ``fresh``: papers inserted in this transaction, which cannot be in the index yet."""
+    if backend is None:
         return
     stale = [int(a.pmid) for a in articles if a.pmid not in fresh]
+    rows = [search_row(a) for a in articles]
+    if backend == "tsvector":
+        pgsearch.index_rows(conn, rows, stale)
+        return
     if stale:
-        unindex(conn, stale, fts=fts)
-    conn.execute(papers_fts.insert(), [search_row(a) for a in articles])
+        unindex(conn, stale, backend=backend)
+    conn.execute(papers_fts.insert(), rows)
 
 
-def unindex(conn: Connection, pmids: Sequence[str | int], *, fts: bool) -> None:
-    if not fts:
+def unindex(conn: Connection, pmids: Sequence[str | int], *, backend: str | None) -> None:
+    if backend == "tsvector":
+        pgsearch.unindex(conn, [int(p) for p in pmids])
+        return
+    if backend is None:
         return
     for chunk in chunks([int(p) for p in pmids]):
         conn.execute(papers_fts.delete().where(papers_fts.c.rowid.in_(chunk)))
@@ -129,79 +135,62 @@ def _has_link_filters(f: PaperFilter) -> bool:
     return bool(f.conditions or f.interventions or f.designs or f.relevant_only or f.queries)
 
 
-def _positive_terms(node: TextNode) -> list[TextTerm]:
-    """The terms a match must (or may, under OR) contain; excluded ones left out."""
-    if isinstance(node, TextTerm):
-        return [node]
-    return [t for part in node.parts for t in _positive_terms(part)]
-
-
-def _like(column: Any, term: TextTerm) -> Any:
-    escaped = term.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.ilike(f"%{escaped}%", escape="\\")
-
-
-def _like_expr(node: TextNode) -> Any:
-    """The PostgreSQL fallback of a text query: substring matches on the title (``title:`` terms) or on the
-    stored record's JSON (everything else; a superset of the indexed columns)."""
-    if isinstance(node, TextTerm):
-        return _like(papers.c.title if node.column == "title" else papers.c.data, node)
-    if isinstance(node, TextAny):
-        return sa.or_(*(_like_expr(p) for p in node.parts))
-    assert isinstance(node, TextAll)
-    clauses = [_like_expr(p) for p in node.parts] + [sa.not_(_like_expr(e)) for e in node.excluded]
-    return sa.and_(*clauses)
-
-
 @dataclass(frozen=True, slots=True)
 class _Ranking:
-    """The statement that ranks matching PMIDs, and whether its hits get FTS5 snippets."""
+    """The statement that ranks matching PMIDs, and whether its hits get snippets from the index."""
 
     statement: sa.Select[Any]
     snippets: bool
 
 
-def _fts_ranking(text: TextNode, filters: PaperFilter, sort: str) -> tuple[Any, Any, list[Any], list[Any]] | None:
-    """Source, score, WHERE and ORDER BY of a search ranked from the FTS5 index alone, or None when a
-    filter or the date order needs ``papers`` joined. Withdrawn papers are never indexed, tag and query
-    filters correlate with the index rowid: on a million papers the join to the wide ``papers`` rows is
-    most of the cost of a broad query."""
-    if sort == "date" or _reads_papers(filters):
-        return None
-    pmid = papers_fts.c.rowid
-    score = sa.func.bm25(sa.literal_column("papers_fts"), *BM25_WEIGHTS)
-    where = [*filter_clauses(filters, pmid), sa.literal_column("papers_fts").op("MATCH")(text.fts5())]
-    order = [score, pmid.desc()] if sort == "relevance" else []
-    return pmid, score, where, order
+@dataclass(frozen=True, slots=True)
+class _TextMatch:
+    """A text query on one backend's index: the index table, its PMID column, the score (lower is better)
+    and the WHERE clauses of the match."""
+
+    table: Any
+    pmid: Any
+    score: Any
+    where: list[Any]
 
 
-def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, fts: bool) -> _Ranking:
-    """The ranked-PMID statement of a search (see :meth:`SearchMixin.search`)."""
-    use_fts = text is not None and fts
-    if use_fts:
-        assert text is not None
-        alone = _fts_ranking(text, filters, sort)
-        if alone is not None:
-            pmid, score, where, order = alone
-            return _Ranking(sa.select(pmid.label("pmid"), score.label("score")).select_from(papers_fts)
-                            .where(*where).order_by(*order), True)
-        where = filter_clauses(filters, papers.c.pmid)
-        score = sa.func.bm25(sa.literal_column("papers_fts"), *BM25_WEIGHTS)
-        source: Any = papers_fts.join(papers, papers.c.pmid == papers_fts.c.rowid)
-        where.append(sa.literal_column("papers_fts").op("MATCH")(text.fts5()))
+def _text_match(text: TextNode, backend: str) -> _TextMatch | None:
+    """The index match of ``text`` (None: the text has nothing the index can match, so nothing matches)."""
+    if backend == "tsvector":
+        found = pgsearch.match_and_score(text)
+        if found is None:
+            return None
+        where, score = found
+        return _TextMatch(pgsearch.paper_search, pgsearch.paper_search.c.pmid, score, where)
+    fts: Any = sa.literal_column("papers_fts")
+    return _TextMatch(papers_fts, papers_fts.c.rowid, sa.func.bm25(fts, *BM25_WEIGHTS),
+                      [fts.op("MATCH")(text.fts5())])
+
+
+def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, backend: str) -> _Ranking | None:
+    """The ranked-PMID statement of a search (see :meth:`SearchMixin.search`); None if nothing can match.
+
+    A text search is ranked from the index alone when no filter and not the date order needs ``papers``
+    (withdrawn papers are never indexed; tag and query filters correlate with the index's PMID): on a
+    million papers the join to the wide ``papers`` rows is most of the cost of a broad query."""
+    if text is not None:
+        match = _text_match(text, backend)
+        if match is None:
+            return None
+        if sort != "date" and not _reads_papers(filters):
+            return _Ranking(sa.select(match.pmid.label("pmid"), match.score.label("score"))
+                            .select_from(match.table).where(*filter_clauses(filters, match.pmid), *match.where)
+                            .order_by(match.score, match.pmid.desc()), True)
+        where = filter_clauses(filters, papers.c.pmid) + match.where
+        score, source = match.score, match.table.join(papers, papers.c.pmid == match.pmid)
     else:
-        where = filter_clauses(filters, drive=text is None)
-        score = sa.literal(0)
-        if text is not None:
-            title_hits = [sa.case((_like(papers.c.title, t), 1), else_=0) for t in _positive_terms(text)]
-            score = -sum(title_hits[1:], title_hits[0]) if title_hits else sa.literal(0)
-            where.append(_like_expr(text))
-        source = papers
+        where = filter_clauses(filters, drive=True)
+        score, source = sa.literal(0), papers
     if not filters.include_deleted:
         where.append(papers.c.deleted.is_(False))
     if sort == "relevance" and text is not None:
         order = [score, papers.c.pmid.desc()]
-    elif text is None and fts and _has_link_filters(filters):
+    elif text is None and backend == "fts5" and _has_link_filters(filters):
         # SQLite would walk ix_papers_sort_date and probe every paper; with tag or query filters it is far
         # cheaper to let the tag index pick the candidates and sort those ("+" keeps the planner off the
         # date index).
@@ -210,7 +199,7 @@ def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, fts: bool) 
         order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
     statement = (sa.select(papers.c.pmid.label("pmid"), score.label("score")).select_from(source)
                  .where(*where).order_by(*order))
-    return _Ranking(statement, use_fts)
+    return _Ranking(statement, text is not None)
 
 
 class SearchMixin(StorageBase):
@@ -218,10 +207,14 @@ class SearchMixin(StorageBase):
 
     def rebuild_search_index(self) -> int:
         """Empty the full-text index and fill it again from the stored papers in one SQL statement (what
-        migration 0005 does on upgrade; bench/search.py times it). Returns the number of papers indexed."""
-        if not self._fts:
+        migrations 0005 and 0007 do on upgrade; bench/search.py times it). Returns the number of papers
+        indexed."""
+        backend = self._search_backend
+        if backend is None:
             return 0
         with self._tx("rebuilding the search index") as conn:
+            if backend == "tsvector":
+                return pgsearch.rebuild(conn)
             conn.exec_driver_sql("DELETE FROM papers_fts")
             conn.exec_driver_sql(FTS_REBUILD_SQL)
             return int(conn.exec_driver_sql("SELECT count(*) FROM papers_fts").scalar_one())
@@ -230,17 +223,21 @@ class SearchMixin(StorageBase):
                limit: int | None = 20) -> list[SearchHit]:
         """Stored papers that match ``text`` (None: every paper) and pass ``filters``, best first.
 
-        ``sort``: ``relevance`` (bm25, title weighted above keywords, MeSH, authors and abstract; PMID
-        breaks ties, newest first) or ``date`` (publication date, newest first). ``limit`` None: all.
-        On SQLite each hit has a snippet with the matched words between ``SNIPPET_OPEN`` and
-        ``SNIPPET_CLOSE``. On PostgreSQL (no FTS5) terms are matched case-insensitively as substrings of the
-        title and the stored record, title hits rank first, and ``snippet`` is None. A query FTS5 refuses
-        raises :class:`~monitor.errors.SearchSyntaxError`."""
+        ``sort``: ``relevance`` (bm25 on SQLite, ts_rank_cd on PostgreSQL, the title weighted above
+        keywords, MeSH, authors and abstract; lower scores are better; PMID breaks ties, newest first) or
+        ``date`` (publication date, newest first). ``limit`` None: all. Each hit of a text search has a
+        snippet with the matched words between ``SNIPPET_OPEN`` and ``SNIPPET_CLOSE``. A query the index
+        refuses raises :class:`~monitor.errors.SearchSyntaxError`."""
         from .papers import hydrate, paper_columns
 
         if sort not in ("relevance", "date"):
             raise ValueError(f"unknown sort {sort!r}")
-        ranking = _ranking(text, filters, sort, self._fts)
+        backend = self._search_backend
+        if backend is None:
+            raise StorageError(f"full-text search needs SQLite or PostgreSQL, not {self.engine.dialect.name}")
+        ranking = _ranking(text, filters, sort, backend)
+        if ranking is None:
+            return []
         q = ranking.statement if limit is None else ranking.statement.limit(limit)
         with self._tx("searching papers") as conn:
             try:
@@ -253,7 +250,10 @@ class SearchMixin(StorageBase):
             if not ranked:
                 return []
             pmids = [p for p, _ in ranked]
-            snippets = _snippets(conn, text, pmids) if ranking.snippets and text is not None else {}
+            snippets: dict[int, str] = {}
+            if ranking.snippets and text is not None:
+                snippets = (pgsearch.snippets(conn, text, pmids) if backend == "tsvector"
+                            else _snippets(conn, text, pmids))
             rows: list[Any] = []
             for chunk in chunks(pmids):
                 rows += conn.execute(paper_columns().where(papers.c.pmid.in_(chunk))).all()

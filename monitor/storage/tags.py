@@ -207,26 +207,24 @@ class TagsMixin(StorageBase):
     def retag(self, tagger: Tagger, *, batch: int = 2000,
               progress: Callable[[int], None] | None = None) -> TagChanges:
         """Tag every stored (not withdrawn) paper again, writing only what changed, one transaction per
-        batch. Running it twice with the same taxonomy changes nothing the second time."""
+        batch. Running it twice with the same taxonomy changes nothing the second time.
+
+        A cycle storing a new revision meanwhile cannot be overwritten with tags of the old one: on SQLite
+        each batch holds the write lock from its read to its write; on PostgreSQL (whose reads take no
+        locks) each batch first locks its papers' rows, in PMID order as ``store_batch`` does, and only then
+        reads their tagger input, so a revision is either stored before the batch reads it or waits until
+        the batch has committed (and is then tagged by the cycle)."""
         total = Changes()
         last = -1
         while True:
             with self._tx("retagging papers", immediate=True) as conn:
-                rows = conn.execute(
-                    sa.select(papers.c.pmid, paper_tag_inputs.c.tag_input, paper_tagging.c.tagging,
-                              paper_tagging.c.taxonomy_version)
-                    .select_from(papers
-                                 .outerjoin(paper_tag_inputs, paper_tag_inputs.c.pmid == papers.c.pmid)
-                                 .outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
-                    .where(papers.c.pmid > last, papers.c.deleted.is_(False))
-                    .order_by(papers.c.pmid).limit(batch)
-                ).all()
-                if not rows:
+                rows, last_seen = _retag_batch(conn, last, batch, lock=self._postgres)
+                if last_seen is None:
                     break
                 taggings = {str(r.pmid): tagger(_tag_input(conn, r.pmid, r.tag_input)) for r in rows}
                 stored: Stored = {str(r.pmid): (r.tagging, r.taxonomy_version) for r in rows}
                 total.merge(save_taggings(conn, taggings, stored))
-            last = rows[-1].pmid
+            last = last_seen
             if progress:
                 progress(len(rows))
         return total.frozen()
@@ -244,6 +242,32 @@ class TagsMixin(StorageBase):
                 .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
                 .where(papers.c.deleted.is_(False)).group_by(paper_tagging.c.taxonomy_version))
             return {r[0]: int(r[1]) for r in rows}
+
+
+def _retag_batch(conn: Connection, after: int, size: int, *, lock: bool) -> tuple[list[Any], int | None]:
+    """The next retag batch: each paper's PMID, tagger input and stored tagging, for up to ``size`` stored,
+    not withdrawn papers after PMID ``after``; and the last PMID the batch covered (None: no papers left).
+    ``lock`` (PostgreSQL): lock the papers' rows first, then read what they hold now."""
+    query = (sa.select(papers.c.pmid, paper_tag_inputs.c.tag_input, paper_tagging.c.tagging,
+                       paper_tagging.c.taxonomy_version)
+             .select_from(papers
+                          .outerjoin(paper_tag_inputs, paper_tag_inputs.c.pmid == papers.c.pmid)
+                          .outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+             .where(papers.c.deleted.is_(False)).order_by(papers.c.pmid))
+    if not lock:
+        found = list(conn.execute(query.where(papers.c.pmid > after).limit(size)))
+        return found, (int(found[-1].pmid) if found else None)
+    pmids = list(conn.execute(sa.select(papers.c.pmid).where(papers.c.pmid > after, papers.c.deleted.is_(False))
+                              .order_by(papers.c.pmid).limit(size)).scalars())
+    if not pmids:
+        return [], None
+    rows: list[Any] = []
+    for chunk in chunks(pmids):
+        conn.execute(sa.select(papers.c.pmid).where(papers.c.pmid.in_(chunk)).order_by(papers.c.pmid)
+                     .with_for_update(key_share=True)).all()
+    for chunk in chunks(pmids):  # a new statement: it sees what a transaction we waited for committed
+        rows += conn.execute(query.where(papers.c.pmid.in_(chunk))).all()
+    return rows, int(pmids[-1])
 
 
 def _tag_input(conn: Connection, pmid: int, tag_input: str | None) -> TagInput:

@@ -1,0 +1,208 @@
+"""PostgreSQL full-text search: the ``paper_search`` table (migration 0007) kept in the same transaction as
+the papers, the user's query tree (:class:`~monitor.types.TextTerm` / ``TextAny`` / ``TextAll``) as a
+``tsquery``, ranking with ``ts_rank_cd`` and snippets with ``ts_headline``.
+
+How it matches what SQLite's FTS5 index does (``porter unicode61 remove_diacritics 2``):
+
+- **Tokens.** Every run of characters that are not letters or digits separates words, in the papers
+  (``monitor_search_text()`` in the generated column) and in the query (:func:`words`), so ``GLP-1`` is the
+  two words "glp 1" on both sides and the PostgreSQL parser never sees its special tokens (URLs, e-mail
+  addresses, hyphenated compounds, signed numbers).
+- **Folding and stemming.** The ``monitor_search`` configuration sends every word through ``unaccent``
+  (Köbner = kobner) and an English Snowball stemmer *without* a stop-word list (FTS5 drops no words, so
+  neither do we: a phrase with "of" in it means what it says); numbers are kept as written.
+- **Fields.** One ``tsvector`` per paper with weights: A title, B keywords, C MeSH descriptors, D abstract and
+  author names (a tsvector has four labels for our five fields). ``title:``/``keyword:``/``mesh:`` terms match
+  their label; ``abstract:`` and ``author:`` terms match label D and are re-checked against that field's own
+  text (:func:`exact_clause`).
+- **Ranking.** ``ts_rank_cd`` with label weights 1.0 (title), 0.4 (keywords), 0.3 (MeSH), 0.1 (abstract and
+  authors): the ratios of the bm25 column weights on SQLite (10, 4, 3, 1; authors 2 there). Scores are
+  negated so that, as with bm25, lower is better.
+- **Snippets.** ``ts_headline`` over the abstract (else title, keywords, MeSH and authors), with the match
+  markers of :data:`~monitor.types.SNIPPET_OPEN` / ``SNIPPET_CLOSE``.
+
+Everything the user typed reaches PostgreSQL as a bound parameter; a query word is letters and digits
+only, so it can never be tsquery syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..types import SNIPPET_CLOSE, SNIPPET_OPEN, TextAll, TextAny, TextNode, TextTerm
+from .base import chunks
+
+CONFIG = "monitor_search"
+GIN_INDEX = "ix_paper_search_document"
+LABELS = {"title": "A", "keywords": "B", "mesh": "C", "abstract": "D", "authors": "D"}
+SHARED_LABEL = {"abstract", "authors"}  # fields whose label another field shares: re-checked on their text
+RANK_WEIGHTS = "{0.1, 0.3, 0.4, 1.0}"  # ts_rank_cd weights of labels D, C, B, A
+RANK_NORMALIZATION = 1  # divide by 1 + log(document length): long abstracts do not win by length alone
+HEADLINE_OPTIONS = (f"StartSel={SNIPPET_OPEN}, StopSel={SNIPPET_CLOSE}, MaxWords=24, MinWords=12, "
+                    "ShortWord=2, MaxFragments=1, FragmentDelimiter=\" … \"")
+
+paper_search = sa.table(
+    "paper_search", sa.column("pmid"), sa.column("title"), sa.column("abstract"), sa.column("keywords"),
+    sa.column("mesh"), sa.column("authors"), sa.column("document"))
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """The words of a query term: runs of letters and digits, as ``monitor_search_text()`` splits papers."""
+    return _WORD.findall(text)
+
+
+def _operand(term: TextTerm, weighted: bool) -> str | None:
+    """One term as tsquery syntax: a word, or a phrase of words joined by ``<->``; the last word open to
+    completion for a prefix; restricted to the field's label. None if nothing in it is a word."""
+    found = words(term.text)
+    if not found:
+        return None
+    label = LABELS[term.column] if weighted and term.column else ""
+    parts = [f"'{w}':{label}" if label else f"'{w}'" for w in found]
+    if term.prefix:
+        parts[-1] = f"'{found[-1]}':*{label}"
+    return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+
+
+def tsquery(node: TextNode, *, weighted: bool = True, relaxed: bool = False) -> str | None:
+    """The query tree as ``to_tsquery`` text (None: nothing to search). ``weighted``: field terms keep their
+    label (False for headlines, which read one field's plain text). ``relaxed``: leave out exclusions that
+    involve an ``abstract:`` or ``author:`` term, whose label is shared — the index query must then be a
+    superset of the exact match, and :func:`exact_clause` does the rest."""
+    if isinstance(node, TextTerm):
+        return _operand(node, weighted)
+    if isinstance(node, TextAny):
+        alternatives = [q for q in (tsquery(p, weighted=weighted, relaxed=relaxed) for p in node.parts) if q]
+        return "(" + " | ".join(alternatives) + ")" if alternatives else None
+    required = [q for q in (tsquery(p, weighted=weighted, relaxed=relaxed) for p in node.parts) if q]
+    excluded = [q for e in node.excluded if not (relaxed and needs_recheck(e))
+                for q in [tsquery(e, weighted=weighted, relaxed=relaxed)] if q]
+    if not required:
+        return None
+    return "(" + " & ".join(required + [f"!{q}" for q in excluded]) + ")"
+
+
+def needs_recheck(node: TextNode) -> bool:
+    """Whether the tree has a term on a field that shares its label (abstract, authors)."""
+    if isinstance(node, TextTerm):
+        return node.column in SHARED_LABEL
+    return any(needs_recheck(p) for p in (*node.parts, *(node.excluded if isinstance(node, TextAll) else ())))
+
+
+def _query(text: str) -> Any:
+    return sa.func.to_tsquery(sa.literal_column(f"'{CONFIG}'::regconfig"), sa.literal(text))
+
+
+def _field_vector(column: str) -> Any:
+    return sa.func.to_tsvector(sa.literal_column(f"'{CONFIG}'::regconfig"),
+                               sa.func.monitor_search_text(getattr(paper_search.c, column)))
+
+
+def exact_clause(node: TextNode) -> Any:
+    """The exact match of a tree with ``abstract:``/``author:`` terms, as SQL: those terms against their own
+    field's words, everything else against the document. Runs only on the rows the index query found."""
+    if isinstance(node, TextTerm):
+        text = _operand(node, weighted=node.column not in SHARED_LABEL)
+        if text is None:
+            return sa.false()
+        if node.column in SHARED_LABEL:
+            assert node.column is not None
+            return _field_vector(node.column).op("@@")(_query(text))
+        return paper_search.c.document.op("@@")(_query(text))
+    if isinstance(node, TextAny):
+        return sa.or_(*(exact_clause(p) for p in node.parts))
+    return sa.and_(*(exact_clause(p) for p in node.parts), *(sa.not_(exact_clause(e)) for e in node.excluded))
+
+
+def match_and_score(node: TextNode) -> tuple[list[Any], Any] | None:
+    """WHERE clauses matching ``node`` on ``paper_search`` and its score (lower is better), or None when the
+    text has no word left (it matches nothing)."""
+    text = tsquery(node, relaxed=True)
+    if text is None:
+        return None
+    query = _query(text)
+    where = [paper_search.c.document.op("@@")(query)]
+    if needs_recheck(node):
+        where.append(exact_clause(node))
+    score = -sa.func.ts_rank_cd(sa.literal_column(f"'{RANK_WEIGHTS}'::float4[]"), paper_search.c.document,
+                                query, RANK_NORMALIZATION)
+    return where, score
+
+
+def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, str]:
+    """``ts_headline`` snippets for the hits (a second statement, so only the hits pay for them): from the
+    abstract when it has a match, else from the other fields."""
+    text = tsquery(node, weighted=False)
+    if text is None:
+        return {}
+    out: dict[int, str] = {}
+    query = _query(text)
+    options = sa.literal(HEADLINE_OPTIONS)
+    config: Any = sa.literal_column(f"'{CONFIG}'::regconfig")
+    rest = sa.func.concat_ws(" · ", paper_search.c.title, sa.func.nullif(paper_search.c.keywords, ""),
+                             sa.func.nullif(paper_search.c.mesh, ""), sa.func.nullif(paper_search.c.authors, ""))
+    for chunk in chunks(pmids):
+        rows = conn.execute(sa.select(paper_search.c.pmid,
+                                      sa.func.ts_headline(config, paper_search.c.abstract, query, options),
+                                      sa.func.ts_headline(config, rest, query, options))
+                            .where(paper_search.c.pmid.in_(chunk)))
+        for pmid, abstract, other in rows:
+            out[int(pmid)] = abstract if SNIPPET_OPEN in (abstract or "") else other
+    return out
+
+
+def index_rows(conn: Connection, rows: Sequence[dict[str, Any]], stale: Sequence[int]) -> None:
+    """Write papers' index rows (:func:`monitor.storage.search.search_row` values); ``stale``: PMIDs whose
+    old row goes first. The tsvector is a generated column: PostgreSQL computes it in this statement."""
+    if stale:
+        unindex(conn, stale)
+    if rows:
+        conn.execute(paper_search.insert(), [{"pmid": r["rowid"], **{k: v for k, v in r.items() if k != "rowid"}}
+                                             for r in rows])
+
+
+def unindex(conn: Connection, pmids: Sequence[int]) -> None:
+    for chunk in chunks(list(pmids)):
+        conn.execute(paper_search.delete().where(paper_search.c.pmid.in_(chunk)))
+
+
+# The index rows of every stored, not withdrawn paper, from the stored JSON (must give what search_row()
+# gives: tests/test_search.py checks it on every corpus record). The text of migration 0007 is a frozen copy.
+REBUILD_SQL = """
+INSERT INTO paper_search (pmid, title, abstract, keywords, mesh, authors)
+SELECT p.pmid, p.title,
+  coalesce((SELECT string_agg(s.value->>'text', E'\\n' ORDER BY s.n)
+            FROM jsonb_array_elements(d.j->'abstract') WITH ORDINALITY AS s(value, n)), ''),
+  coalesce((SELECT string_agg(k.value, '; ' ORDER BY k.n)
+            FROM jsonb_array_elements_text(d.j->'keywords') WITH ORDINALITY AS k(value, n)), ''),
+  coalesce((SELECT string_agg(m.value->>'descriptor', '; ' ORDER BY m.n)
+            FROM jsonb_array_elements(d.j->'mesh') WITH ORDINALITY AS m(value, n)), ''),
+  coalesce((SELECT string_agg(
+              CASE WHEN coalesce(a.value->>'collective_name', '') <> '' THEN a.value->>'collective_name'
+                   ELSE coalesce(nullif(trim(coalesce(a.value->>'fore_name', '') || ' ' ||
+                                             coalesce(a.value->>'last_name', '')), ''),
+                                 a.value->>'initials', '')
+              END, '; ' ORDER BY a.n)
+            FROM jsonb_array_elements(d.j->'authors') WITH ORDINALITY AS a(value, n)), '')
+FROM papers AS p CROSS JOIN LATERAL (SELECT p.data::jsonb AS j) AS d
+WHERE NOT p.deleted
+"""
+
+
+
+def rebuild(conn: Connection) -> int:
+    """Empty ``paper_search`` and fill it from the stored papers; the GIN index is dropped for the fill and
+    built again at once (faster than growing it row by row). Returns the number of papers indexed."""
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {GIN_INDEX}")
+    conn.exec_driver_sql("TRUNCATE paper_search")
+    conn.exec_driver_sql(REBUILD_SQL)
+    conn.exec_driver_sql(f"CREATE INDEX {GIN_INDEX} ON paper_search USING gin (document)")
+    return int(conn.exec_driver_sql("SELECT count(*) FROM paper_search").scalar_one())
