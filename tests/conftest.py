@@ -172,11 +172,16 @@ def database_untouched(path: Path) -> bool:
         engine.dispose()
 
 
+def drop_databases() -> None:
+    """Drop the PostgreSQL databases this test created so far (their connections are ended first)."""
+    _DATABASES.drop_all()
+
+
 @pytest.fixture(autouse=True)
 def _drop_test_databases() -> Iterator[None]:
-    """Drop the PostgreSQL databases a test created (its processes' connections are ended first)."""
+    """Drop the PostgreSQL databases a test created when it ends."""
     yield
-    _DATABASES.drop_all()
+    drop_databases()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import SHIPPED_CONFIG, database_untouched, db_url
 
@@ -54,6 +57,7 @@ def test_status_on_a_fresh_database(tmp_path: Path, run_monitor) -> None:
     assert "recent runs: none yet (run `monitor run`)" in result.stdout
 
 
+@pytest.mark.sqlite_only("a SQLite file; test_missing_postgresql_database_is_one_line_exit_1 is the counterpart")
 def test_unusable_database_is_one_line_exit_1(tmp_path: Path, run_monitor) -> None:
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not sqlite" * 200)
@@ -62,6 +66,28 @@ def test_unusable_database_is_one_line_exit_1(tmp_path: Path, run_monitor) -> No
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"monitor: error: cannot open database sqlite:///{junk}")
     assert junk.read_bytes() == b"not sqlite" * 200  # nothing already stored is touched
+
+
+@pytest.mark.postgres
+def test_missing_postgresql_database_is_one_line_exit_1(tmp_path: Path, run_monitor) -> None:
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(db_url(tmp_path / "m.sqlite3")).set(database="not_created_yet")
+    result = run_monitor("status", env={**env_for(tmp_path), "MONITOR_DB_URL": url.render_as_string(False)})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("monitor: error: cannot open database postgresql+psycopg://")
+    assert 'database "not_created_yet" does not exist' in lines[0]
+
+
+def test_postgresql_without_its_driver_says_what_to_install(tmp_path: Path, run_monitor, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed: importing it fails
+    env = {**env_for(tmp_path), "MONITOR_DB_URL": "postgresql+psycopg://monitor:secret@db.example.org/monitor"}
+    result = run_monitor("status", env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "monitor: error: database URL postgresql+psycopg://monitor:***@db.example.org/monitor needs the Python "
+        "driver psycopg, which is not installed: pip install 'gut-skin-monitor[postgres]' (psycopg 3)")
 
 
 def test_future_since_is_refused(tmp_path: Path, run_monitor) -> None:

@@ -1,4 +1,6 @@
-"""Every database failure is a StorageError with a message a user can act on. Real SQLite files in tmp dirs."""
+"""Every database failure is a StorageError with a message a user can act on: a locked and a broken database
+for every public method, on SQLite (a file another connection holds, a file overwritten) and on PostgreSQL
+(tables another session holds locked past the lock timeout, a database dropped under the store)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import pytest
 from monitor.errors import StorageError
 from monitor.storage import Storage
 from monitor.types import PaperFilter, QueryReport, Tagging, TextTerm
-from tests.conftest import db_url
+from tests.conftest import db_url, drop_databases, on_postgres
 from tests.storage_data import NOW, real_articles
 
 
+@pytest.mark.sqlite_only("SQLite files; the PostgreSQL counterpart is test_unreachable_postgresql_is_a_storage_error")
 def test_database_errors_become_storage_errors(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.sqlite3"
     not_a_db.write_bytes(b"this is not a database" * 100)
@@ -28,6 +31,7 @@ def test_database_errors_become_storage_errors(tmp_path: Path) -> None:
         Storage.open(db_url(blocker / "sub/m.sqlite3"))
 
 
+@pytest.mark.sqlite_only("SQLite's write lock; PostgreSQL's lock timeout is checked by the pg_locked fixture")
 def test_locked_database_is_reported_not_hung(tmp_path: Path) -> None:
     url = db_url(tmp_path / "m.sqlite3")
     a, _ = real_articles()
@@ -99,8 +103,45 @@ def test_every_public_method_is_listed() -> None:
     assert public - NOT_DATABASE_CALLS == set(CALLS)
 
 
+@pytest.mark.postgres
+def test_unreachable_postgresql_is_a_storage_error(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    missing = sa.engine.make_url(db_url(tmp_path / "m.sqlite3")).set(database="no_such_database_here")
+    with pytest.raises(StorageError, match=r"cannot open database postgresql\+psycopg://.*no_such_database_here.*"
+                                           r"check storage.url / MONITOR_DB_URL"):
+        Storage.open(missing.render_as_string(hide_password=False))
+
+
 @pytest.fixture
 def locked(tmp_path: Path) -> Iterator[Storage]:
+    """A locked store: on SQLite (below) a file another connection holds, on PostgreSQL every table held
+    in ACCESS EXCLUSIVE mode by another session (see :func:`pg_locked`)."""
+    if on_postgres():
+        yield from pg_locked(tmp_path)
+    else:
+        yield from sqlite_locked(tmp_path)
+
+
+def pg_locked(tmp_path: Path) -> Iterator[Storage]:
+    """Another session holds every table of the database locked in an open transaction; the store's
+    ``busy_timeout`` becomes PostgreSQL's ``lock_timeout``, so each call gives up after 50 ms."""
+    import sqlalchemy as sa
+
+    url = db_url(tmp_path / "m.sqlite3")
+    Storage.open(url).close()
+    store = Storage.open(url, busy_timeout=0.05, migrate=False)
+    holder = sa.create_engine(url).connect()
+    tables = sa.inspect(holder).get_table_names()
+    holder.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    yield store
+    store.close()
+    holder.rollback()
+    holder.close()
+    holder.engine.dispose()
+
+
+def sqlite_locked(tmp_path: Path) -> Iterator[Storage]:
     """A store whose database another connection holds exclusively (SQLite's EXCLUSIVE locking mode keeps
     even WAL readers out); a short busy timeout so each call gives up at once."""
     url = db_url(tmp_path / "m.sqlite3")
@@ -118,7 +159,15 @@ def locked(tmp_path: Path) -> Iterator[Storage]:
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Iterator[Storage]:
-    """A store whose database file was overwritten with something that is not a database."""
+    """A store whose database file was overwritten with something that is not a database (SQLite), or whose
+    database was dropped under it (PostgreSQL)."""
+    if on_postgres():
+        store = Storage.open(db_url(tmp_path / "m.sqlite3"))
+        store.engine.dispose()
+        drop_databases()
+        yield store
+        store.close()
+        return
     path = tmp_path / "m.sqlite3"
     store = Storage.open(db_url(path))
     store.engine.dispose()
@@ -137,5 +186,6 @@ def test_a_locked_database_is_a_storage_error_for_every_method(locked: Storage, 
 
 @pytest.mark.parametrize("method", sorted(CALLS))
 def test_a_broken_database_is_a_storage_error_for_every_method(broken: Storage, method: str) -> None:
-    with pytest.raises(StorageError, match="file is not a database"):
+    with pytest.raises(StorageError, match='database "monitor_test_[0-9a-f]+" does not exist' if on_postgres()
+                       else "file is not a database"):
         CALLS[method](broken)

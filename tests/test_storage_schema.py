@@ -118,7 +118,7 @@ def test_upgrade_from_0002_moves_tag_inputs_and_keeps_taggings(tmp_path: Path) -
 
 
 @pytest.mark.sqlite_only("SQLite's lock-upgrade conflicts; PostgreSQL migrates under an advisory lock "
-                         "(tests/test_postgres.py)")
+                         "(tests/test_concurrency.py)")
 def test_opening_retries_a_migration_that_met_a_lock_conflict(tmp_path, monkeypatch) -> None:
     # Two daemons creating one SQLite file at the same moment can hit lock-upgrade conflicts that SQLite
     # reports at once ("database is locked") instead of waiting on the busy timeout: the open retries.

@@ -114,8 +114,8 @@ def exact_clause(node: TextNode) -> Any:
             return sa.false()
         if node.column in SHARED_LABEL:
             assert node.column is not None
-            return _field_vector(node.column).op("@@")(_query(text))
-        return paper_search.c.document.op("@@")(_query(text))
+            return _field_vector(node.column).bool_op("@@")(_query(text))
+        return paper_search.c.document.bool_op("@@")(_query(text))
     if isinstance(node, TextAny):
         return sa.or_(*(exact_clause(p) for p in node.parts))
     return sa.and_(*(exact_clause(p) for p in node.parts), *(sa.not_(exact_clause(e)) for e in node.excluded))
@@ -128,7 +128,7 @@ def match_and_score(node: TextNode) -> tuple[list[Any], Any] | None:
     if text is None:
         return None
     query = _query(text)
-    where = [paper_search.c.document.op("@@")(query)]
+    where = [paper_search.c.document.bool_op("@@")(query)]
     if needs_recheck(node):
         where.append(exact_clause(node))
     score = -sa.func.ts_rank_cd(sa.literal_column(f"'{RANK_WEIGHTS}'::float4[]"), paper_search.c.document,
