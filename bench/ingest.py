@@ -18,9 +18,11 @@ What it does:
    (a) ``raw``:   ``lxml.etree.iterparse(path, events=("end",), tag="PubmedArticle")`` with ``clear()`` and
        earlier siblings deleted, counting records: the floor any lxml-based parser can reach;
    (b) ``parse``: ``monitor.pubmed.parse(open(path, "rb"))``, consuming every item;
-   (c) ``store``: (b) plus ``Storage.open("sqlite:///…")`` on a fresh file and ``store_batch`` every
+   (c) ``store``: (b) plus ``Storage.open(URL)`` on a fresh database and ``store_batch`` every
        ``--batch`` records (default 500) with a query name, so paper↔query links are written too; the
-       stored papers and links are then counted, and each count must equal ``--records``.
+       stored papers and links are then counted, and each count must equal ``--records``. Stage (c) runs
+       once per ``--db-url`` (default: a fresh SQLite file; ``--db-url sqlite --db-url postgres`` adds a
+       throwaway PostgreSQL cluster, see ``bench/_backends.py``), so one run puts PostgreSQL next to SQLite.
 
    Timings cover the record loop only (imports and the schema migration are excluded), as wall-clock and
    as CPU time of the child: (c)'s wall time also includes waiting for SQLite's writes and the fsyncs of
@@ -30,7 +32,8 @@ What it does:
 3. With ``--scale-check`` it repeats the three stages at ``--scale-records`` (default 20,000) so the peaks
    can be compared: bounded streaming means they should not grow with the input.
 
-Targets (from the issue): (c) takes at most 3x as long as (a); peak RSS under 200 MB at any input size.
+Targets (from the issue): (c) takes at most 3x as long as (a); peak RSS under 200 MB at any input size;
+on PostgreSQL (c) takes at most 1.5x the SQLite time (issue 16).
 The exit status is 1 if a stage stored or counted the wrong number of records, 0 otherwise (missed
 targets are reported, not fatal). ``--results PATH`` writes the "Ingest" section of that Markdown file
 (other sections are kept; the Ingest section is rewritten whole). ``--stage … --profile OUT`` writes
@@ -55,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _backends import add_arguments, backends, server_version
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "efetch"
 FIRST_PMID = 90_000_001  # far above real PMIDs (~41 million in 2026), so no copy collides with a real one
@@ -68,6 +73,7 @@ LABELS = {
 SECTION = "## Ingest (bench/ingest.py)"
 RSS_TARGET_MB = 200.0
 RATIO_TARGET = 3.0
+PG_RATIO_TARGET = 1.5
 
 if str(ROOT) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
@@ -152,7 +158,7 @@ def stage_parse(path: Path) -> dict:
             "cpu_seconds": time.process_time() - cpu}
 
 
-def stage_store(path: Path, db: Path, batch_size: int, query: str) -> dict:
+def stage_store(path: Path, url: str, batch_size: int, query: str) -> dict:
     import sqlalchemy as sa
 
     from monitor.pubmed import parse
@@ -160,10 +166,11 @@ def stage_store(path: Path, db: Path, batch_size: int, query: str) -> dict:
     from monitor.storage.schema import paper_queries
     from monitor.types import RecordError
 
-    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+    db = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    for leftover in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if db else ():
         leftover.unlink(missing_ok=True)
     now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-    storage = Storage.open(f"sqlite:///{db}")
+    storage = Storage.open(url)
     run_id = storage.start_run(now)
     start, cpu = time.perf_counter(), time.process_time()
     errors = new = 0
@@ -184,8 +191,11 @@ def stage_store(path: Path, db: Path, batch_size: int, query: str) -> dict:
     with storage.engine.connect() as conn:
         links = conn.execute(sa.select(sa.func.count()).select_from(paper_queries)
                              .where(paper_queries.c.query_name == query)).scalar_one()
+        if db is None:
+            db_bytes = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one()
     storage.close()  # the last connection closing checkpoints the WAL into the main file
-    db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+    if db is not None:
+        db_bytes = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
     return {"count": stored, "new": new, "links": links, "errors": errors, "seconds": seconds,
             "cpu_seconds": cpu_seconds, "db_bytes": db_bytes}
 
@@ -211,7 +221,7 @@ def run_stage(args: argparse.Namespace) -> None:
             return stage_raw(path)
         if args.stage == "parse":
             return stage_parse(path)
-        return stage_store(path, Path(args.db), args.batch, args.query)
+        return stage_store(path, args.db, args.batch, args.query)
 
     if args.profile:
         import cProfile
@@ -229,9 +239,9 @@ def run_stage(args: argparse.Namespace) -> None:
 # The driver
 
 
-def spawn(stage: str, path: Path, db: Path, args: argparse.Namespace) -> dict:
+def spawn(stage: str, path: Path, db: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--input", str(path),
-           "--db", str(db), "--batch", str(args.batch), "--query", args.query]
+           "--db", db, "--batch", str(args.batch), "--query", args.query]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -240,34 +250,42 @@ def spawn(stage: str, path: Path, db: Path, args: argparse.Namespace) -> dict:
 
 
 def measure(n: int, workdir: Path, templates: list, args: argparse.Namespace) -> dict:
+    """Every stage on one input of ``n`` records; stage (c) once per backend (``store``, ``store-1`` …)."""
     path = workdir / f"pubmed-{n}.xml"
-    db = workdir / f"ingest-{n}.sqlite"
     t0 = time.perf_counter()
     size = build_input(path, n, templates)
     print(f"\n{n:,} records: wrote {path} ({size / 1e6:,.1f} MB, mean record {size / n / 1024:,.1f} KiB) "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
     results = {}
-    for stage in STAGES:
-        results[stage] = r = spawn(stage, path, db, args)
-        print(f"  {LABELS[stage]:<34} {r['count']:>8,} records  {r['seconds']:7.1f} s ({r['cpu_seconds']:.1f} s CPU)  "
-              f"{r['count'] / r['seconds']:8,.0f} rec/s  peak RSS {r['peak_rss_mb']:6.1f} MB", flush=True)
+    with backends(args, workdir, f"ingest{n}") as found:
+        runs = [("raw", "raw", ""), ("parse", "parse", "")] + [
+            ("store" if i == 0 else f"store-{i}", "store", b.url) for i, b in enumerate(found)]
+        for key, stage, url in runs:
+            results[key] = r = spawn(stage, path, url, args)
+            if stage == "store":
+                r["backend"] = found[int(key.partition("-")[2] or 0)].name
+                r["version"] = server_version(url)
+            print(f"  {label(key, r):<46} {r['count']:>8,} records  {r['seconds']:7.1f} s ({r['cpu_seconds']:.1f} s "
+                  f"CPU)  {r['count'] / r['seconds']:8,.0f} rec/s  peak RSS {r['peak_rss_mb']:6.1f} MB", flush=True)
     path.unlink()
-    db.unlink(missing_ok=True)
     return {"records": n, "file_bytes": size, "stages": results}
+
+
+def label(key: str, result: dict) -> str:
+    return LABELS[key] if key in LABELS and "backend" not in result else f"{LABELS['store']}, {result['backend']}"
 
 
 def check(run: dict) -> list[str]:
     """Problems that make the figures meaningless (wrong counts), as messages."""
     n, s = run["records"], run["stages"]
     problems = []
-    for stage in STAGES:
+    for stage in s:
         if s[stage]["count"] != n:
             problems.append(f"{stage}: {s[stage]['count']:,} records, expected {n:,}")
         if s[stage].get("errors"):
             problems.append(f"{stage}: {s[stage]['errors']:,} unreadable records")
-    store = s["store"]
-    if store["new"] != n or store["links"] != n:
-        problems.append(f"store: {store['new']:,} new papers and {store['links']:,} links, expected {n:,}")
+        if stage.startswith("store") and (s[stage]["new"] != n or s[stage]["links"] != n):
+            problems.append(f"{stage}: {s[stage]['new']:,} new papers and {s[stage]['links']:,} links, expected {n:,}")
     return problems
 
 
@@ -275,17 +293,21 @@ def report(runs: list[dict], args: argparse.Namespace, templates: list, wall: fl
     """The Markdown section (also printed)."""
     main = runs[0]
     n, s = main["records"], main["stages"]
-    rate = {k: s[k]["count"] / s[k]["seconds"] for k in STAGES}
+    keys = list(s)  # raw, parse, store, then store-1 … for further backends
+    rate = {k: s[k]["count"] / s[k]["seconds"] for k in keys}
     ratio_b = s["parse"]["seconds"] / s["raw"]["seconds"]
     ratio_c = s["store"]["seconds"] / s["raw"]["seconds"]
-    peaks = [r["stages"][k]["peak_rss_mb"] for r in runs for k in STAGES]
+    peaks = [r["stages"][k]["peak_rss_mb"] for r in runs for k in r["stages"]]
+    databases = ", ".join(dict.fromkeys(s[k]["version"] for k in keys if "version" in s[k]))
+    sizes = ", ".join(f"{s[k]['backend']} {s[k]['db_bytes'] / 1e6:,.1f} MB" for k in keys if k.startswith("store"))
     cmd = "python bench/ingest.py " + " ".join(args.argv)
     machine = (f"{os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}, "
-               f"lxml {lxml_version()}, SQLAlchemy {sqlalchemy_version()}, SQLite {sqlite_version()}")
+               f"lxml {lxml_version()}, SQLAlchemy {sqlalchemy_version()}, {databases}")
     data = (f"{n:,} records cycled from the {len(templates)} distinct real PubmedArticle records in "
             f"tests/data/efetch under fresh PMIDs; {main['file_bytes'] / 1e6:,.1f} MB of XML, mean record "
             f"{main['file_bytes'] / n / 1024:,.1f} KiB. Store batch: {args.batch} records, query "
-            f"`{args.query}`, fresh SQLite file; final DB {s['store']['db_bytes'] / 1e6:,.1f} MB. "
+            f"`{args.query}`, a fresh database each; final size "
+            f"{sizes}. "
             f"Whole benchmark: {wall:.0f} s.")
     lines = [
         SECTION,
@@ -298,8 +320,8 @@ def report(runs: list[dict], args: argparse.Namespace, templates: list, wall: fl
         "| stage | records | seconds | CPU seconds | records/s | time vs (a) | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for k in STAGES:
-        lines.append(f"| {LABELS[k]} | {s[k]['count']:,} | {s[k]['seconds']:.1f} | {s[k]['cpu_seconds']:.1f} | "
+    for k in keys:
+        lines.append(f"| {label(k, s[k])} | {s[k]['count']:,} | {s[k]['seconds']:.1f} | {s[k]['cpu_seconds']:.1f} | "
                      f"{rate[k]:,.0f} | {s[k]['seconds'] / s['raw']['seconds']:.2f}x | "
                      f"{s[k]['peak_rss_mb']:.1f} |")
     cpu_ratio = s["store"]["cpu_seconds"] / s["raw"]["cpu_seconds"]
@@ -310,14 +332,22 @@ def report(runs: list[dict], args: argparse.Namespace, templates: list, wall: fl
                f"and (c) spent {off_cpu:.1f} s off the CPU (waiting on SQLite's writes and fsyncs). "
                f"Stored and verified: {s['store']['count']:,} papers, {s['store']['links']:,} links.")
     lines += ["", summary]
+    for k in keys[3:]:
+        ratio = s[k]["seconds"] / s["store"]["seconds"]
+        verdict = "met" if ratio <= PG_RATIO_TARGET else "NOT met"
+        lines += ["", f"{s[k]['backend']}: (c) took {ratio:.2f}x the {s['store']['backend']} time "
+                      f"({s[k]['seconds']:.1f} s against {s['store']['seconds']:.1f} s; CPU of this process "
+                      f"{s[k]['cpu_seconds']:.1f} s against {s['store']['cpu_seconds']:.1f} s; target at most "
+                      f"{PG_RATIO_TARGET}x: {verdict}). Stored and verified: {s[k]['count']:,} papers, "
+                      f"{s[k]['links']:,} links."]
     if len(runs) > 1:
-        header = "| records | file MB | " + " | ".join(LABELS[k] for k in STAGES) + " |"
-        lines += ["", "Scale check, peak RSS (MB) by input size:", "", header, "|---:|---:|" + "---:|" * len(STAGES)]
+        header = "| records | file MB | " + " | ".join(label(k, s[k]) for k in keys) + " |"
+        lines += ["", "Scale check, peak RSS (MB) by input size:", "", header, "|---:|---:|" + "---:|" * len(keys)]
         for r in sorted(runs, key=lambda r: r["records"]):
-            peaks_row = " | ".join(f"{r['stages'][k]['peak_rss_mb']:.1f}" for k in STAGES)
+            peaks_row = " | ".join(f"{r['stages'][k]['peak_rss_mb']:.1f}" for k in keys)
             lines.append(f"| {r['records']:,} | {r['file_bytes'] / 1e6:,.0f} | {peaks_row} |")
         small = min(runs, key=lambda r: r["records"])
-        growth = max(main["stages"][k]["peak_rss_mb"] - small["stages"][k]["peak_rss_mb"] for k in STAGES)
+        growth = max(main["stages"][k]["peak_rss_mb"] - small["stages"][k]["peak_rss_mb"] for k in keys)
         lines += ["", f"Largest peak growth from {small['records']:,} to {n:,} records: {growth:+.1f} MB."]
     rss_verdict = "met" if max(peaks) < RSS_TARGET_MB else "NOT met"
     lines += ["", f"Peak RSS target (under {RSS_TARGET_MB:.0f} MB): {rss_verdict} (highest {max(peaks):.1f} MB)."]
@@ -359,12 +389,6 @@ def sqlalchemy_version() -> str:
     return sqlalchemy.__version__
 
 
-def sqlite_version() -> str:
-    import sqlite3
-
-    return sqlite3.sqlite_version
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -376,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-check", action="store_true", help="also run every stage at --scale-records")
     ap.add_argument("--scale-records", type=int, default=20_000, help="the second size (default 20000)")
     ap.add_argument("--results", help="Markdown file whose Ingest section is written (e.g. bench/RESULTS.md)")
+    add_arguments(ap)
     ap.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # child-process mode
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)

@@ -56,8 +56,12 @@ def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", SERVICE_USER, "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def start(folder: Path, *, shared_buffers: str = "128MB", extra: tuple[str, ...] = ()) -> Cluster:
-    """initdb into ``folder/data`` and start the server; returns when it accepts connections."""
+def start(folder: Path, *, shared_buffers: str = "128MB", durable: bool = False, extra: tuple[str, ...] = ()) -> Cluster:
+    """initdb into ``folder/data`` and start the server; returns when it accepts connections.
+
+    ``durable`` False (tests): no fsync at all. True (benchmarks): fsync and full-page writes on, as a real
+    server runs, with ``synchronous_commit=off`` — what SQLite's WAL mode with ``synchronous=NORMAL`` does
+    too (a power cut may lose the last commits, never corrupts)."""
     binaries = bin_dir()
     if binaries is None:
         raise RuntimeError("PostgreSQL server binaries not found (Debian: apt-get install postgresql "
@@ -68,20 +72,25 @@ def start(folder: Path, *, shared_buffers: str = "128MB", extra: tuple[str, ...]
         shutil.chown(folder, SERVICE_USER, SERVICE_USER)
         folder.chmod(0o755)
     data = folder / "data"
-    subprocess.run(_as_owner([str(binaries / "initdb"), "-D", str(data), "--auth=trust", "--username=postgres",
-                              "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]),
-                   check=True, capture_output=True, cwd="/")
+    _run(_as_owner([str(binaries / "initdb"), "-D", str(data), "--auth=trust", "--username=postgres",
+                    "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]))
     port = free_port()
     options = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={port}", "-c", f"unix_socket_directories={folder}",
-               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-               "-c", "max_connections=300", "-c", f"shared_buffers={shared_buffers}", *extra]
-    subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
-                              "-w", "-t", "60", "-o", " ".join(options), "start"]),
-                   check=True, capture_output=True, cwd="/")
+               "-c", "synchronous_commit=off", "-c", "max_connections=300", "-c", f"shared_buffers={shared_buffers}",
+               *(() if durable else ("-c", "fsync=off", "-c", "full_page_writes=off")), *extra]
+    _run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"),
+                    "-w", "-t", "60", "-o", " ".join(options), "start"]))
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     (folder / URL_FILE).write_text(url + "\n")
     _wait_ready(url)
     return Cluster(folder, url)
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(cmd[cmd.index('--') + 1] if '--' in cmd else cmd[0]).name} failed: "
+                           f"{(done.stderr or done.stdout).strip()}")
 
 
 def _wait_ready(url: str, seconds: float = 30.0) -> None:
