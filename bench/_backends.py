@@ -45,8 +45,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def backends(args: argparse.Namespace, workdir: Path, label: str) -> Iterator[list[Backend]]:
-    """The backends of ``args.db_url``, each a fresh, empty database; cleaned up on exit."""
+def backends(args: argparse.Namespace, workdir: Path, label: str, *,
+             keep: Path | None = None) -> Iterator[list[Backend]]:
+    """The backends of ``args.db_url``, each a fresh, empty database; cleaned up on exit. ``keep``: a
+    throwaway cluster lives in ``keep/pg-N`` and is stopped, not deleted, at the end, with its database
+    ``monitor_bench_LABEL``; a later run with the same ``keep`` starts it again and finds that database as
+    it was left (the benchmark then decides whether to rebuild it)."""
     import sqlalchemy as sa
 
     from tests import pgcluster
@@ -62,10 +66,14 @@ def backends(args: argparse.Namespace, workdir: Path, label: str) -> Iterator[li
             if spec == "postgres":
                 # Its own folder under the system temp dir: as root the server runs as `postgres`, which must
                 # be able to reach it (a private work folder would not do).
-                folder = Path(tempfile.mkdtemp(prefix="monitor-bench-pg-"))
+                folder = keep / f"pg-{n}" if keep else Path(tempfile.mkdtemp(prefix="monitor-bench-pg-"))
+                folder.mkdir(parents=True, exist_ok=True)
                 folder.chmod(0o755)
                 clusters.append(pgcluster.start(folder, shared_buffers=args.pg_shared_buffers, durable=True))
                 spec = clusters[-1].url
+                if keep:
+                    found.append(Backend("PostgreSQL", _kept_database(spec, f"monitor_bench_{label}")))
+                    continue
             if not spec.startswith("postgresql"):
                 raise SystemExit(f"--db-url {spec!r}: expected sqlite, postgres or a postgresql+psycopg:// URL")
             name = f"monitor_bench_{label}_{os.getpid()}_{n}"
@@ -84,7 +92,19 @@ def backends(args: argparse.Namespace, workdir: Path, label: str) -> Iterator[li
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             admin.dispose()
         for cluster in clusters:
-            cluster.stop()
+            cluster.stop(delete=keep is None)
+
+
+def _kept_database(server: str, name: str) -> str:
+    """The URL of database ``name`` on ``server``, created if it does not exist yet."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).scalar():
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
 def server_version(url: str) -> str:

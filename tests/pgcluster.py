@@ -48,8 +48,8 @@ class Cluster:
     folder: Path
     url: str
 
-    def stop(self) -> None:
-        stop(self.folder)
+    def stop(self, *, delete: bool = True) -> None:
+        stop(self.folder, delete=delete)
 
 
 def _as_owner(cmd: list[str]) -> list[str]:
@@ -72,8 +72,9 @@ def start(folder: Path, *, shared_buffers: str = "128MB", durable: bool = False,
         shutil.chown(folder, SERVICE_USER, SERVICE_USER)
         folder.chmod(0o755)
     data = folder / "data"
-    _run(_as_owner([str(binaries / "initdb"), "-D", str(data), "--auth=trust", "--username=postgres",
-                    "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]))
+    if not (data / "PG_VERSION").exists():  # else: a cluster kept by an earlier run, started again
+        _run(_as_owner([str(binaries / "initdb"), "-D", str(data), "--auth=trust", "--username=postgres",
+                        "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]))
     port = free_port()
     options = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={port}", "-c", f"unix_socket_directories={folder}",
                "-c", "synchronous_commit=off", "-c", "max_connections=300", "-c", f"shared_buffers={shared_buffers}",
@@ -112,14 +113,17 @@ def _wait_ready(url: str, seconds: float = 30.0) -> None:
         engine.dispose()
 
 
-def stop(folder: Path) -> None:
-    """Stop the cluster in ``folder`` (if running) and delete the folder."""
+def stop(folder: Path, *, delete: bool = True) -> None:
+    """Stop the cluster in ``folder`` (if running) and delete the folder (``delete`` False: keep it, shut
+    down cleanly, for :func:`start` to start again)."""
     binaries = bin_dir()
     data = folder / "data"
     if binaries is not None and (data / "postmaster.pid").exists():
-        subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+        mode = "immediate" if delete else "fast"
+        subprocess.run(_as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "stop"]),
                        capture_output=True, cwd="/")
-    shutil.rmtree(folder, ignore_errors=True)
+    if delete:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

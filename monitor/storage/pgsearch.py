@@ -11,13 +11,20 @@ How it matches what SQLite's FTS5 index does (``porter unicode61 remove_diacriti
 - **Folding and stemming.** The ``monitor_search`` configuration sends every word through ``unaccent``
   (Köbner = kobner) and an English Snowball stemmer *without* a stop-word list (FTS5 drops no words, so
   neither do we: a phrase with "of" in it means what it says); numbers are kept as written.
-- **Fields.** One ``tsvector`` per paper with weights: A title, B keywords, C MeSH descriptors, D abstract and
-  author names (a tsvector has four labels for our five fields). ``title:``/``keyword:``/``mesh:`` terms match
-  their label; ``abstract:`` and ``author:`` terms match label D and are re-checked against that field's own
-  text (:func:`exact_clause`).
-- **Ranking.** ``ts_rank_cd`` with label weights 1.0 (title), 0.4 (keywords), 0.3 (MeSH), 0.1 (abstract and
-  authors): the ratios of the bm25 column weights on SQLite (10, 4, 3, 1; authors 2 there). Scores are
-  negated so that, as with bm25, lower is better.
+- **Fields.** A ``document`` tsvector per paper with weights: A title, B keywords, C MeSH descriptors, D
+  abstract and author names (a tsvector has four labels for our five fields). ``title:``/``keyword:``/
+  ``mesh:`` terms match their label; ``abstract:`` and ``author:`` terms match label D and are re-checked
+  against that field's own text (:func:`exact_clause`). A second, small tsvector, ``head``, holds title,
+  keywords and MeSH alone (the same words at the same positions as in ``document``).
+- **Ranking**, in two tiers (:func:`tiers`): first the papers whose title, keywords or MeSH have a word of
+  the query, ordered by ``ts_rank`` over ``head``; then those that have the words only in the abstract or
+  author list, ordered by ``ts_rank`` over ``document``. Label weights 1.0 (title), 0.4 (keywords), 0.3
+  (MeSH), 0.1 (abstract and authors) are the ratios of the bm25 column weights on SQLite (10, 4, 3, 1;
+  authors 2 there), under which a title hit almost always outranks abstract mentions anyway. The tiers are
+  what keeps ranking fast on a million papers: ranking reads a tsvector per matching paper, and ``head`` is
+  a tenth the size of ``document``; the second tier is only read when the first has fewer papers than the
+  page asks for. Scores are negated so that, as with bm25, lower is better; every first-tier score is below
+  every second-tier one.
 - **Snippets.** ``ts_headline`` over the abstract (else title, keywords, MeSH and authors), with the match
   markers of :data:`~monitor.types.SNIPPET_OPEN` / ``SNIPPET_CLOSE``.
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,14 +49,17 @@ CONFIG = "monitor_search"
 GIN_INDEX = "ix_paper_search_document"
 LABELS = {"title": "A", "keywords": "B", "mesh": "C", "abstract": "D", "authors": "D"}
 SHARED_LABEL = {"abstract", "authors"}  # fields whose label another field shares: re-checked on their text
-RANK_WEIGHTS = "{0.1, 0.3, 0.4, 1.0}"  # ts_rank_cd weights of labels D, C, B, A
-RANK_NORMALIZATION = 1  # divide by 1 + log(document length): long abstracts do not win by length alone
+RANK_WEIGHTS = "{0.1, 0.3, 0.4, 1.0}"  # ts_rank weights of labels D, C, B, A
+# ts_rank normalisation: 32 scales a rank into [0, 1) (so the tiers cannot overlap); with 1 the document's
+# rank is also divided by 1 + log(its length), so long abstracts do not win by length alone.
+HEAD_NORMALIZATION = 32
+DOCUMENT_NORMALIZATION = 1 | 32
 HEADLINE_OPTIONS = (f"StartSel={SNIPPET_OPEN}, StopSel={SNIPPET_CLOSE}, MaxWords=24, MinWords=12, "
                     "ShortWord=2, MaxFragments=1, FragmentDelimiter=\" … \"")
 
 paper_search = sa.table(
     "paper_search", sa.column("pmid"), sa.column("title"), sa.column("abstract"), sa.column("keywords"),
-    sa.column("mesh"), sa.column("authors"), sa.column("document"))
+    sa.column("mesh"), sa.column("authors"), sa.column("head"), sa.column("document"))
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -121,19 +132,46 @@ def exact_clause(node: TextNode) -> Any:
     return sa.and_(*(exact_clause(p) for p in node.parts), *(sa.not_(exact_clause(e)) for e in node.excluded))
 
 
-def match_and_score(node: TextNode) -> tuple[list[Any], Any] | None:
-    """WHERE clauses matching ``node`` on ``paper_search`` and its score (lower is better), or None when the
-    text has no word left (it matches nothing)."""
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One ranked statement of a search on ``paper_search``: its WHERE clauses and score (lower is better)."""
+
+    where: list[Any]
+    score: Any
+
+
+def _head_terms(node: TextNode) -> list[TextTerm]:
+    """The terms a match must or may contain (not the excluded ones) that can be in ``head``: unrestricted,
+    ``title:``, ``keyword:`` or ``mesh:`` terms."""
+    if isinstance(node, TextTerm):
+        return [] if node.column in SHARED_LABEL else [node]
+    return [t for part in node.parts for t in _head_terms(part)]
+
+
+def _rank(vector: Any, query: Any, normalization: int) -> Any:
+    return sa.func.ts_rank(sa.literal_column(f"'{RANK_WEIGHTS}'::float4[]"), vector, query, normalization)
+
+
+def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
+    """The statements that find ``node`` in ``paper_search``, in rank order (see the module docstring), or
+    None when the text has no word left (it matches nothing). ``ranked`` False (sorting by date): one
+    statement with every match."""
     text = tsquery(node, relaxed=True)
     if text is None:
         return None
     query = _query(text)
-    where = [paper_search.c.document.bool_op("@@")(query)]
-    if needs_recheck(node):
-        where.append(exact_clause(node))
-    score = -sa.func.ts_rank_cd(sa.literal_column(f"'{RANK_WEIGHTS}'::float4[]"), paper_search.c.document,
-                                query, RANK_NORMALIZATION)
-    return where, score
+    matches = paper_search.c.document.bool_op("@@")(query)
+    exact = [exact_clause(node)] if needs_recheck(node) else []
+    rest = Tier([matches, *exact], -_rank(paper_search.c.document, query, DOCUMENT_NORMALIZATION))
+    operands = [op for op in (_operand(t, weighted=True) for t in _head_terms(node)) if op]
+    if not ranked or not operands:
+        return [rest]
+    head_query = _query(" | ".join(operands))
+    in_head = paper_search.c.head.bool_op("@@")(head_query)
+    # One term (a word, phrase or prefix) found in head is found in the document: head is its first part.
+    first_where = [in_head] if isinstance(node, TextTerm) else [matches, in_head]
+    first = Tier([*first_where, *exact], -1 - _rank(paper_search.c.head, head_query, HEAD_NORMALIZATION))
+    return [first, Tier([*rest.where, sa.not_(in_head)], rest.score)]
 
 
 def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, str]:

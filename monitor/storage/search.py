@@ -137,69 +137,72 @@ def _has_link_filters(f: PaperFilter) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Ranking:
-    """The statement that ranks matching PMIDs, and whether its hits get snippets from the index."""
+    """The statements that rank matching PMIDs, run in order until the page is full (one, except for
+    PostgreSQL's ranking tiers), and whether their hits get snippets from the index."""
 
-    statement: sa.Select[Any]
+    statements: list[sa.Select[Any]]
     snippets: bool
 
 
 @dataclass(frozen=True, slots=True)
 class _TextMatch:
-    """A text query on one backend's index: the index table, its PMID column, the score (lower is better)
-    and the WHERE clauses of the match."""
+    """A text query on one backend's index: the index table, its PMID column, and one (score, WHERE
+    clauses) tier per statement, best tier first (score: lower is better)."""
 
     table: Any
     pmid: Any
-    score: Any
-    where: list[Any]
+    tiers: list[tuple[Any, list[Any]]]
 
 
-def _text_match(text: TextNode, backend: str) -> _TextMatch | None:
+def _text_match(text: TextNode, backend: str, sort: str) -> _TextMatch | None:
     """The index match of ``text`` (None: the text has nothing the index can match, so nothing matches)."""
     if backend == "tsvector":
-        found = pgsearch.match_and_score(text)
+        found = pgsearch.tiers(text, ranked=sort == "relevance")
         if found is None:
             return None
-        where, score = found
-        return _TextMatch(pgsearch.paper_search, pgsearch.paper_search.c.pmid, score, where)
+        return _TextMatch(pgsearch.paper_search, pgsearch.paper_search.c.pmid,
+                          [(tier.score, tier.where) for tier in found])
     fts: Any = sa.literal_column("papers_fts")
-    return _TextMatch(papers_fts, papers_fts.c.rowid, sa.func.bm25(fts, *BM25_WEIGHTS),
-                      [fts.op("MATCH")(text.fts5())])
+    return _TextMatch(papers_fts, papers_fts.c.rowid,
+                      [(sa.func.bm25(fts, *BM25_WEIGHTS), [fts.op("MATCH")(text.fts5())])])
 
 
 def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, backend: str) -> _Ranking | None:
-    """The ranked-PMID statement of a search (see :meth:`SearchMixin.search`); None if nothing can match.
+    """The ranked-PMID statements of a search (see :meth:`SearchMixin.search`); None if nothing can match.
 
     A text search is ranked from the index alone when no filter and not the date order needs ``papers``
     (withdrawn papers are never indexed; tag and query filters correlate with the index's PMID): on a
     million papers the join to the wide ``papers`` rows is most of the cost of a broad query."""
-    if text is not None:
-        match = _text_match(text, backend)
-        if match is None:
-            return None
-        if sort != "date" and not _reads_papers(filters):
-            return _Ranking(sa.select(match.pmid.label("pmid"), match.score.label("score"))
-                            .select_from(match.table).where(*filter_clauses(filters, match.pmid), *match.where)
-                            .order_by(match.score, match.pmid.desc()), True)
-        where = filter_clauses(filters, papers.c.pmid) + match.where
-        score, source = match.score, match.table.join(papers, papers.c.pmid == match.pmid)
-    else:
+    if text is None:
         where = filter_clauses(filters, drive=True)
-        score, source = sa.literal(0), papers
-    if not filters.include_deleted:
-        where.append(papers.c.deleted.is_(False))
-    if sort == "relevance" and text is not None:
-        order = [score, papers.c.pmid.desc()]
-    elif text is None and backend == "fts5" and _has_link_filters(filters):
+        if not filters.include_deleted:
+            where.append(papers.c.deleted.is_(False))
         # SQLite would walk ix_papers_sort_date and probe every paper; with tag or query filters it is far
         # cheaper to let the tag index pick the candidates and sort those ("+" keeps the planner off the
         # date index).
-        order = [sa.literal_column("+papers.sort_date").desc().nulls_last(), papers.c.pmid.desc()]
-    else:
-        order = [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()]
-    statement = (sa.select(papers.c.pmid.label("pmid"), score.label("score")).select_from(source)
-                 .where(*where).order_by(*order))
-    return _Ranking(statement, text is not None)
+        date = (sa.literal_column("+papers.sort_date") if backend == "fts5" and _has_link_filters(filters)
+                else papers.c.sort_date)
+        return _Ranking([sa.select(papers.c.pmid.label("pmid"), sa.literal(0).label("score")).where(*where)
+                         .order_by(date.desc().nulls_last(), papers.c.pmid.desc())], False)
+    match = _text_match(text, backend, sort)
+    if match is None:
+        return None
+    statements = []
+    for score, match_where in match.tiers:
+        if sort != "date" and not _reads_papers(filters):
+            statements.append(sa.select(match.pmid.label("pmid"), score.label("score")).select_from(match.table)
+                              .where(*filter_clauses(filters, match.pmid), *match_where)
+                              .order_by(score, match.pmid.desc()))
+            continue
+        where = filter_clauses(filters, papers.c.pmid) + match_where
+        if not filters.include_deleted:
+            where.append(papers.c.deleted.is_(False))
+        order = ([score, papers.c.pmid.desc()] if sort == "relevance"
+                 else [papers.c.sort_date.desc().nulls_last(), papers.c.pmid.desc()])
+        statements.append(sa.select(papers.c.pmid.label("pmid"), score.label("score"))
+                          .select_from(match.table.join(papers, papers.c.pmid == match.pmid))
+                          .where(*where).order_by(*order))
+    return _Ranking(statements, True)
 
 
 class SearchMixin(StorageBase):
@@ -238,15 +241,8 @@ class SearchMixin(StorageBase):
         ranking = _ranking(text, filters, sort, backend)
         if ranking is None:
             return []
-        q = ranking.statement if limit is None else ranking.statement.limit(limit)
         with self._tx("searching papers") as conn:
-            try:
-                ranked = [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
-            except sa.exc.OperationalError as exc:
-                if "fts5" in str(exc.orig).lower():
-                    raise SearchSyntaxError(f"the search index cannot run this query ({reason(exc)}); "
-                                            "put unusual terms in double quotes") from exc
-                raise
+            ranked = _run_ranking(conn, ranking, limit)
             if not ranked:
                 return []
             pmids = [p for p, _ in ranked]
@@ -275,3 +271,21 @@ def _snippets(conn: Connection, text: TextNode, pmids: list[int]) -> dict[int, s
             (SNIPPET_OPEN, SNIPPET_CLOSE, SNIPPET_OPEN, SNIPPET_CLOSE, text.fts5(), *chunk)):
             out[int(pmid)] = abstract if SNIPPET_OPEN in (abstract or "") else best
     return out
+
+
+def _run_ranking(conn: Connection, ranking: _Ranking, limit: int | None) -> list[tuple[int, float]]:
+    """(PMID, score) of the best ``limit`` matches (None: all): each statement in turn, until enough."""
+    ranked: list[tuple[int, float]] = []
+    for statement in ranking.statements:
+        wanted = None if limit is None else limit - len(ranked)
+        if wanted == 0:
+            break
+        q = statement if wanted is None else statement.limit(wanted)
+        try:
+            ranked += [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
+        except sa.exc.OperationalError as exc:
+            if "fts5" in str(exc.orig).lower():
+                raise SearchSyntaxError(f"the search index cannot run this query ({reason(exc)}); "
+                                        "put unusual terms in double quotes") from exc
+            raise
+    return ranked
