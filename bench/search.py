@@ -15,7 +15,7 @@ The bulk load is the documented fast path, not ``Storage.store_batch``: rows for
 (the replicas differ from their record only in the PMID, so each record's JSON is encoded once and the
 PMID substituted; content hashes are recomputed per replica). ``paper_tag_inputs`` are not written (search
 does not read them). Then the full-text index is built with ``Storage.rebuild_search_index()`` — the same
-SQL migration 0005 (SQLite) or 0007 (PostgreSQL) runs — and that is the **index build time**. To show the ordinary write path still
+SQL migration 0005 (SQLite) or 0008 (PostgreSQL) runs — and that is the **index build time**. To show the ordinary write path still
 keeps up on a big index, a further 2,000 fresh papers are stored through ``Storage.store_batch`` (tagging
 and index maintenance included).
 

@@ -153,7 +153,7 @@ def index_table(store: Storage) -> str:
 
 
 def test_index_rows_from_sql_equal_the_rows_written_while_storing(store: Storage) -> None:
-    """Migration 0005 (SQLite) or 0007 (PostgreSQL) and rebuild_search_index fill the index in SQL from the
+    """Migration 0005 (SQLite) or 0008 (PostgreSQL) and rebuild_search_index fill the index in SQL from the
     stored JSON; store_batch writes it from Articles. Both must give the same rows, on every corpus record."""
     store_all(store, corpus())
     key = "pmid" if index_table(store) == "paper_search" else "rowid"

@@ -27,7 +27,7 @@ def test_migrations_match_table_definitions(store: Storage) -> None:
         assert compare_metadata(context, metadata) == []
         tables = set(sa.inspect(conn).get_table_names())
     left_out = {t for t in tables if not include_in_schema_comparison(None, t, "table", True, None)}
-    if store.engine.dialect.name == "postgresql":  # the tsvector index of migration 0007
+    if store.engine.dialect.name == "postgresql":  # the tsvector index of migration 0008
         assert left_out == {"paper_search"}
     else:
         assert left_out == {"papers_fts", "papers_fts_config", "papers_fts_content", "papers_fts_data",

@@ -43,7 +43,7 @@ class StorageBase:
     @property
     def _search_backend(self) -> str | None:
         """The full-text index papers are kept in: ``fts5`` (SQLite, migration 0005), ``tsvector``
-        (PostgreSQL, migration 0007) or None (another database: no index)."""
+        (PostgreSQL, migration 0008) or None (another database: no index)."""
         return "fts5" if self._fts else "tsvector" if self._postgres else None
 
     @property

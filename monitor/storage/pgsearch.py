@@ -1,4 +1,4 @@
-"""PostgreSQL full-text search: the ``paper_search`` table (migration 0007) kept in the same transaction as
+"""PostgreSQL full-text search: the ``paper_search`` table (migration 0008) kept in the same transaction as
 the papers, the user's query tree (:class:`~monitor.types.TextTerm` / ``TextAny`` / ``TextAll``) as a
 ``tsquery``, ranking with ``ts_rank_cd`` and snippets with ``ts_headline``.
 
@@ -212,7 +212,7 @@ def unindex(conn: Connection, pmids: Sequence[int]) -> None:
 
 
 # The index rows of every stored, not withdrawn paper, from the stored JSON (must give what search_row()
-# gives: tests/test_search.py checks it on every corpus record). The text of migration 0007 is a frozen copy.
+# gives: tests/test_search.py checks it on every corpus record). The text of migration 0008 is a frozen copy.
 REBUILD_SQL = """
 INSERT INTO paper_search (pmid, title, abstract, keywords, mesh, authors)
 SELECT p.pmid, p.title,

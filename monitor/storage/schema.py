@@ -198,7 +198,7 @@ ix_papers_search = sa.Index("ix_papers_search", papers.c.pmid, papers.c.deleted,
                             papers.c.sort_date, papers.c.first_seen_at)
 
 
-# PostgreSQL's full-text index (migration 0007): ``paper_search``, one row per indexed paper with a generated
+# PostgreSQL's full-text index (migration 0008): ``paper_search``, one row per indexed paper with a generated
 # tsvector. Not in ``metadata`` either (it exists on one dialect only); :mod:`.pgsearch` describes its columns.
 PG_SEARCH_TABLE = "paper_search"
 
@@ -208,7 +208,7 @@ def include_in_schema_comparison(obj: Any, name: str | None, type_: str, reflect
     """Alembic ``include_object`` hook: leave the full-text indexes out of metadata comparisons: SQLite's
     FTS5 table and its shadow tables (``papers_fts_data``, ``_idx``, ``_content``, ``_docsize``,
     ``_config``; migration 0005: SQLAlchemy cannot describe a virtual table) and PostgreSQL's
-    ``paper_search`` (migration 0007; one dialect only)."""
+    ``paper_search`` (migration 0008; one dialect only)."""
     if type_ == "table" and name is not None:
         return not (name in ("papers_fts", PG_SEARCH_TABLE) or name.startswith("papers_fts_"))
     if type_ == "index" and name is not None:

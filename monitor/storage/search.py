@@ -1,5 +1,5 @@
 """The search index and the paper filters: the full-text index kept in the same transaction as the papers
-(SQLite: an FTS5 table, migration 0005; PostgreSQL: a weighted tsvector, migration 0007 and
+(SQLite: an FTS5 table, migration 0005; PostgreSQL: a weighted tsvector, migration 0008 and
 :mod:`.pgsearch`), ranked search with snippets, and the WHERE clauses of :class:`~monitor.types.PaperFilter`
 that search and export share.
 """
@@ -210,7 +210,7 @@ class SearchMixin(StorageBase):
 
     def rebuild_search_index(self) -> int:
         """Empty the full-text index and fill it again from the stored papers in one SQL statement (what
-        migrations 0005 and 0007 do on upgrade; bench/search.py times it). Returns the number of papers
+        migrations 0005 and 0008 do on upgrade; bench/search.py times it). Returns the number of papers
         indexed."""
         backend = self._search_backend
         if backend is None:

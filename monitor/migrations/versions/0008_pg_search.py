@@ -13,13 +13,13 @@ only); ``include_in_schema_comparison`` leaves it out of the migrations-vs-metad
 The fill SQL is a frozen copy of ``monitor.storage.pgsearch.REBUILD_SQL`` as it was when this migration was
 written (a migration must not change when later code does).
 
-Revision ID: 0007
+Revision ID: 0008
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
