@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import click
 
 from . import __version__
-from .app import App, Overrides
 from .errors import MonitorError, UsageError
-from .export import WRITERS as EXPORT_FORMATS
-from .search import FORMATS as SEARCH_FORMATS
-from .types import QueryReport, StatusReport
+from .formats import EXPORT_FORMATS, SEARCH_FORMATS
 
-if TYPE_CHECKING:
-    from .cycle import Progress
+if TYPE_CHECKING:  # the rest is imported where a command needs it: `monitor --help` loads almost nothing
+    from .app import App, Overrides
     from .feeds import PublishReport
+    from .types import QueryReport, StatusReport
 
 log = logging.getLogger("monitor")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,6 +109,8 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Watch PubMed for gut–skin axis research: fetch, store, tag and publish new papers."""
     _configure_logging(verbose, debug)
+    from .app import App, Overrides
+
     # Tests pass Overrides (an in-process NCBI, a virtual clock) as the context object.
     overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()
     ctx.obj = Session(App(config_path, overrides), debug=debug, verbose=verbose)
@@ -155,8 +155,7 @@ def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) 
     with _progress() as progress:
 
         def show(report: QueryReport) -> None:
-            # rich's live bar redirects stdout, so plain echo lands above the bar.
-            click.echo(_report_line(report, width))
+            progress.echo(_report_line(report, width))
 
         result = app.run_cycle(purpose="monitor run", wait=wait, queries=queries, since=start, on_query=show,
                                progress=progress)
@@ -249,15 +248,24 @@ def export(app: App, fmt: str, out: str | None, include_deleted: bool, **filter_
 
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[TextIO]:
-    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
+    """Write to a temporary file beside ``path`` and rename it into place only when complete. The file gets
+    the permissions an ordinary new file would (the umask), or keeps those of the file it replaces (the
+    temporary file is created private)."""
     if path.is_dir():
         raise UsageError(f"--out: {path} is a directory; give a file name")
     if not path.parent.exists():
         raise UsageError(f"--out: folder {path.parent} does not exist")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
+            os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -580,6 +588,9 @@ class _PlainProgress:
     def end(self, query: str) -> None:
         self.totals.pop(query, None)
 
+    def echo(self, line: str) -> None:
+        click.echo(line)
+
 
 class _RichProgress:
     def __init__(self) -> None:
@@ -606,9 +617,16 @@ class _RichProgress:
         if task is not None:
             self.bar.remove_task(task)
 
+    def echo(self, line: str) -> None:
+        """A result line on stdout on a line of its own: the bar (on stderr, the same terminal) is taken
+        down while it is written and drawn again below it."""
+        self.bar.stop()
+        click.echo(line)
+        self.bar.start()
+
 
 @contextlib.contextmanager
-def _progress() -> Iterator[Progress]:
+def _progress() -> Iterator[_PlainProgress | _RichProgress]:
     if sys.stderr.isatty():
         progress = _RichProgress()
         with progress.bar:

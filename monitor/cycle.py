@@ -135,6 +135,9 @@ class Cycle:
             try:
                 if isinstance(exc, Stopped):
                     self.store.finish_run(run_id, self.clock.now(), "stopped", str(exc))
+                elif isinstance(exc, KeyboardInterrupt):
+                    self.store.finish_run(run_id, self.clock.now(), "interrupted",
+                                          "interrupted (Ctrl-C); every stored batch is complete")
                 else:
                     self.store.finish_run(run_id, self.clock.now(), "failed", f"{type(exc).__name__}: {exc}")
             except Exception:

@@ -24,10 +24,11 @@ from typing import Any, TextIO
 
 from .errors import SearchSyntaxError, UsageError
 from .export import CSV_COLUMNS, WRITERS, _csv_row, paper_record
+from .formats import SEARCH_FORMATS
 from .interfaces import PaperReader
 from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
 
-FORMATS = ("table", "json", "jsonl", "csv", "ris", "bibtex", "csl-json")
+FORMATS = SEARCH_FORMATS
 FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
           "keywords": "keywords", "kw": "keywords", "mesh": "mesh", "author": "authors", "authors": "authors",
           "au": "authors"}
@@ -198,6 +199,9 @@ def parse_query(text: str) -> TextNode:
         if excluded:
             raise SearchSyntaxError(f"search {text!r} only excludes words; add at least one word the papers "
                                     "must contain")
+        if re.search(r"\b(?:AND|OR|NOT)\b", text):
+            raise SearchSyntaxError(f"search {text!r} has only operators (AND, OR, NOT) and nothing they join; "
+                                    "give words to search for, or quote an operator to search for it: \"OR\"")
         raise SearchSyntaxError(f"search {text!r} has no words to search for (punctuation alone is not "
                                 "indexed); give a word, a \"phrase\" or a prefix*")
     return _all(parts, excluded)

@@ -109,3 +109,23 @@ def test_broken_taxonomy_is_one_line_exit_2_before_anything_runs(tmp_path: Path,
     (tmp_path / "taxonomy.toml").unlink()
     missing = run_monitor("retag", env=env)
     assert missing.returncode == 2 and "taxonomy.toml" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_format_names_the_cli_offers_are_the_writers() -> None:
+    from monitor.export import WRITERS
+    from monitor.formats import EXPORT_FORMATS, SEARCH_FORMATS
+
+    assert set(EXPORT_FORMATS) == set(WRITERS) and set(SEARCH_FORMATS) == {"table", *WRITERS}
+
+
+def test_help_loads_no_storage_network_or_output_libraries() -> None:
+    """`monitor --help` must start fast: none of the heavy libraries may be imported for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from monitor.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('sqlalchemy', 'httpx', 'rich', 'lxml', 'jinja2', 'alembic', 'apscheduler') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

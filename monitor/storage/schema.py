@@ -102,7 +102,8 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed | stopped | abandoned
+    # running | ok | partial | failed | stopped | interrupted | abandoned
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("message", sa.Text),
 )
 
