@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from monitor import pubmed  # noqa: E402 - after the sys.path line
-from monitor.store import decode_tag_input, tag_input_json  # noqa: E402
+from monitor.storage.tags import decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import DEFAULT_TAXONOMY, Taxonomy, load_taxonomy, tag  # noqa: E402
 from monitor.types import Article, Tagging  # noqa: E402
 from tests.tagging_data import LABELLED, row_to_article  # noqa: E402
