@@ -178,6 +178,8 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
         counts += f"  deleted {r.deleted}"
     if r.skipped:
         counts += f"  skipped {r.skipped} malformed"
+    if r.missing:
+        counts += f"  MISSING {r.missing}"
     status = r.status.upper() if r.status != "ok" else "ok"
     line = f"{r.name:<{width}}  {status:<8}  {counts}"
     if r.window and not total:

@@ -39,6 +39,8 @@ class EntrezConfig:
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
     batch_size: int = 200
+    deadline: float = 300.0  # seconds one attempt may take from sending to the last byte
+    max_response_mb: float = 128.0  # a response's size cap, compressed and decompressed
 
     @property
     def requests_per_second(self) -> int:
@@ -226,6 +228,8 @@ def _entrez(r: TableReader, env: Mapping[str, str]) -> EntrezConfig:
         backoff_seconds=r.number("backoff_seconds", float, 1.0, 0, 600),
         max_backoff_seconds=r.number("max_backoff_seconds", float, 60.0, 0, 3600),
         batch_size=r.number("batch_size", int, 200, 1, 10000),
+        deadline=r.number("deadline", float, 300.0, 1, 86400),
+        max_response_mb=r.number("max_response_mb", float, 128.0, 1, 4096),
     )
     r.done()
     if not re.match(r"^https?://[^\s/]+", cfg.base_url):

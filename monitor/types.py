@@ -274,6 +274,7 @@ class QueryReport:
     updated: int = 0
     deleted: int = 0
     skipped: int = 0  # malformed records reported and skipped
+    missing: int = 0  # records EFetch did not return though asked twice (reported in ``message``)
     message: str | None = None
     seconds: float = 0.0
 

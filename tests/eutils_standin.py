@@ -607,7 +607,9 @@ class StandIn:
                 body = gzip.compress(body, compresslevel=1)
                 headers.append(("Content-Encoding", "gzip"))
             headers.append(("Content-Type", reply.content_type))
-            return httpx.Response(reply.status, headers=headers, content=body)
+            # A stream, not content: httpx would decode (and hold) content at once; a stream is read as from
+            # a socket.
+            return httpx.Response(reply.status, headers=headers, stream=httpx.ByteStream(body))
 
         return httpx.MockTransport(handle)
 
