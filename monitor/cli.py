@@ -24,7 +24,7 @@ import click
 
 from . import __version__
 from .errors import MonitorError, UsageError
-from .formats import EXPORT_FORMATS, SEARCH_FORMATS
+from .formats import EXPORT_FORMATS, SEARCH_FORMATS, printable
 
 if TYPE_CHECKING:  # the rest is imported where a command needs it: `monitor --help` loads almost nothing
     from .app import App, Overrides
@@ -185,9 +185,9 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
     if r.window and not total:
         line += f"  [{r.window[0]}..{r.window[1]}]"
     if r.message and r.status != "ok":
-        line += f"\n{'':<{width}}  {r.message}"
+        line += f"\n{'':<{width}}  {printable(r.message)}"
     elif r.message:
-        line += f"  ({r.message})"
+        line += f"  ({printable(r.message)})"
     return line
 
 
@@ -372,7 +372,7 @@ def status_lines(s: StatusReport) -> Iterator[str]:
         took = f", {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
         yield f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}"
         for qr in r.queries:
-            note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
+            note = f"  {printable(qr.message)}" if qr.message and qr.status != "ok" else ""
             yield f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}"
     yield from _schedule_lines(s)
 
@@ -401,7 +401,7 @@ def _schedule_lines(s: StatusReport) -> Iterator[str]:
             yield "      never fired"
             continue
         finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at else "")
-        message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
+        message = f" ({printable(state.message)})" if state.message and state.outcome not in ("ok", "sent") else ""
         yield (f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
                f"{state.outcome or 'running'}{message}")
     for name, row in s.leases:
