@@ -770,7 +770,8 @@ def publish(store: Storage, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.d
                     removed += 1
                     _prune_empty_dirs(stale_file.parent, out)
             manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
-            _write_if_changed(out / MANIFEST, [orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)])
+            listing = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+            _write_if_changed(out / MANIFEST, [listing])  # unchanged: left alone, like the files it lists
         except OSError as exc:
             raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the "
                                "config and that the folder is writable)") from None
