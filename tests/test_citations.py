@@ -64,6 +64,12 @@ def export_all(folder: Path, articles: Iterable[Article]) -> Exports:
     return Exports(folder, {r["pmid"]: r for r in map(json.loads, lines)})
 
 
+@pytest.fixture
+def pandoc_installed() -> str:
+    """Asked for before the exports are built, so a missing pandoc skips (or fails) at once."""
+    return require_program("pandoc")
+
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
     """Every corpus record (real PubMed records and the labelled gut–skin set) in every format."""
@@ -179,7 +185,7 @@ def pandoc(*args: str, stdin: str | None = None) -> str:
 
 
 @pytest.mark.parametrize("fmt, reader", [("bibtex", "bibtex"), ("csl-json", "csljson")])
-def test_pandoc_reads_every_record_as_exported(exports: Exports, fmt: str, reader: str) -> None:
+def test_pandoc_reads_every_record_as_exported(pandoc_installed: str, exports: Exports, fmt: str, reader: str) -> None:
     """pandoc's bibliography readers (what ``--citeproc`` uses) on the whole export: the references they
     build carry each record's title, authors, DOI, year and journal exactly (typographic quotes aside)."""
     items = json.loads(pandoc("-f", reader, "-t", "csljson", str(exports.path(fmt))))
@@ -208,7 +214,8 @@ def rendered_entries(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("fmt", ["bibtex", "csl-json"])
-def test_pandoc_citeproc_renders_every_record_as_written(exports: Exports, fmt: str, tmp_path: Path) -> None:
+def test_pandoc_citeproc_renders_every_record_as_written(pandoc_installed: str, exports: Exports, fmt: str,
+                                                         tmp_path: Path) -> None:
     """``pandoc --citeproc`` renders the whole export as a bibliography (a CSL style that prints each field
     and re-cases nothing): what a reader of the document sees is each record's title, authors, DOI, year
     and journal as PubMed wrote them."""
@@ -299,7 +306,7 @@ def notation_articles() -> list[Article]:
                     pub_date="2024 Mar 5") for i, (title, doi) in enumerate(zip(NOTATION, dois))]
 
 
-def test_capitals_dashes_and_dois_survive_citeproc_as_written(tmp_path: Path) -> None:
+def test_capitals_dashes_and_dois_survive_citeproc_as_written(pandoc_installed: str, tmp_path: Path) -> None:
     """The examples of issue 13 (and harder ones) through pandoc --citeproc, exactly: nothing re-cased,
     ``--`` and ``---`` kept, DOIs with ``_``, ``<>``, ``%``, ``#`` and ``~`` as written."""
     articles = notation_articles()
@@ -341,7 +348,7 @@ def test_latex_escape_keeps_double_hyphens_apart() -> None:
     assert latex_escape("x_y {z}") == "x\\_y \\{z\\}"
 
 
-def test_an_article_without_authors_doi_or_date_still_exports(tmp_path: Path) -> None:
+def test_an_article_without_authors_doi_or_date_still_exports(pandoc_installed: str, tmp_path: Path) -> None:
     bare = dataclasses.replace(notation_articles()[0], authors=(), doi=None, pub_date=None, pmid="9899999",
                                journal=Journal())
     out = export_all(tmp_path, [bare])

@@ -656,7 +656,7 @@ def worst_case_digest() -> digests.Digest:
         status_changes=(change,), event_ids=(1,), coverage=coverage, runs=7, runs_failed=2)
 
 
-def test_a_digest_of_real_papers_fits_a_phone_and_its_text_part_reads_well(site: Site, browser) -> None:
+def test_a_digest_of_real_papers_fits_a_phone_and_its_text_part_reads_well(browser, site: Site) -> None:
     dev, corpus = dd.dev_articles(), dd.corpus_articles()
     dd.store_week(site.store, dev + corpus, WEEK1)
     dd.store_week(site.store, [], WEEK1 + dt.timedelta(hours=1), query="diet-elimination", status="degraded",

@@ -464,10 +464,16 @@ def newsboat(home: Path, *, urls: list[str] | None = None, opml: Path | None = N
     return sorted(NewsboatItem(*row) for row in rows)
 
 
-def test_newsboat_imports_the_opml_and_every_feed_shows_exactly_its_papers(served, tmp_path: Path) -> None:
+@pytest.fixture
+def newsboat_installed() -> str:
+    """Asked for before the feeds are built, so a missing newsboat skips (or fails) at once."""
+    return require_program("newsboat")
+
+
+def test_newsboat_imports_the_opml_and_every_feed_shows_exactly_its_papers(newsboat_installed: str, served,
+                                                                           tmp_path: Path) -> None:
     """The OPML list a user imports, every feed subscribed at once: newsboat keys items by guid across all
     subscriptions, so this is where a guid shared by two feeds would leave one of them empty."""
-    require_program("newsboat")
     fw, url, _proc = served
     # Publish with the served address as the feeds' public URL, so the OPML list points at this server.
     env = {"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": f"sqlite:///{fw.db}", "MONITOR_NOW": NOW,
@@ -500,8 +506,7 @@ def test_newsboat_imports_the_opml_and_every_feed_shows_exactly_its_papers(serve
     assert newsboat(tmp_path / "all") == items
 
 
-def test_newsboat_reads_the_main_feed_alone(served, tmp_path: Path) -> None:
-    require_program("newsboat")
+def test_newsboat_reads_the_main_feed_alone(newsboat_installed: str, served, tmp_path: Path) -> None:
     fw, url, _proc = served
     relevant = fw.relevant()
     main = newsboat(tmp_path / "main", urls=[url + "main.xml"])
