@@ -54,7 +54,9 @@ DESIGN_BADGES = {
 }
 OTHER_CONDITION = "Other or unspecified skin condition"
 OTHER_INTERVENTION = "No specific intervention (microbiome, gut pathology, mechanisms)"
-PUBMED_LINK_PMIDS = 200  # PMIDs per PubMed search link: keeps each URL well under 2,000 characters
+PUBMED_LINK_PMIDS = 20  # PMIDs per PubMed search link: a link stays under 300 characters
+PUBMED_LINKS_MAX = 3  # links per list; past that the digest names the `monitor search` that lists them
+TEXT_WIDTH = 72  # the text part's wrapping width (lines never pass 78 columns, a lone long URL aside)
 SUMMARY_CHARS = 600
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -88,22 +90,31 @@ class DigestPaper:
     journal: str
     year: int | None
     badges: tuple[str, ...]  # study designs, strongest first
-    tags: tuple[str, ...]  # condition and intervention labels
-    summary: str  # the abstract's conclusion (or its first sentences)
+    conditions: tuple[str, ...]  # condition labels
+    interventions: tuple[str, ...]  # intervention and exposure labels
+    summary: str  # the abstract's conclusion (or its concluding sentences)
     relevance: float
     retracted: bool
+
+    @property
+    def citation(self) -> str:
+        """"Smith J, Lee KH, Park S, et al. J Invest Dermatol. 2024": authors, journal, year as sentences
+        (a part that already ends with a full stop gets no second one)."""
+        return sentences([self.authors, self.journal, str(self.year) if self.year else ""])
 
 
 @dataclass(frozen=True, slots=True)
 class Subgroup:
     label: str
     papers: tuple[DigestPaper, ...]
+    specific: bool = True  # an intervention, not "no specific intervention"
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
     label: str
     subgroups: tuple[Subgroup, ...]
+    specific: bool = True  # a condition, not "other or unspecified"
 
     @property
     def count(self) -> int:
@@ -178,6 +189,21 @@ class Digest:
     @property
     def not_relevant_links(self) -> tuple[str, ...]:
         return pubmed_links(self.not_relevant)
+
+    @property
+    def overflow_unlinked(self) -> int:
+        """Overflow papers past the PubMed links (see :data:`PUBMED_LINKS_MAX`)."""
+        return max(0, len(self.overflow) - PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX)
+
+    @property
+    def not_relevant_unlinked(self) -> int:
+        return max(0, len(self.not_relevant) - PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX)
+
+    @property
+    def search_command(self) -> str:
+        """The `monitor search` that lists every paper first found in this digest's period."""
+        start, end = (d.date() for d in self.period)
+        return f"monitor search --date found --since {start:%Y-%m-%d} --until {end:%Y-%m-%d} --limit 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +293,10 @@ def _group(papers: list[StoredPaper], vocabulary: Vocabulary) -> tuple[Group, ..
         subs = buckets[condition]
         groups.append(Group(
             label=vocabulary.label(condition) if condition else OTHER_CONDITION,
-            subgroups=tuple(Subgroup(label=vocabulary.label(i) if i else OTHER_INTERVENTION, papers=tuple(subs[i]))
+            subgroups=tuple(Subgroup(label=vocabulary.label(i) if i else OTHER_INTERVENTION, papers=tuple(subs[i]),
+                                     specific=i is not None)
                             for i in order(subs, vocabulary.interventions)),
+            specific=condition is not None,
         ))
     return tuple(groups)
 
@@ -281,7 +309,8 @@ def _paper(p: StoredPaper, vocabulary: Vocabulary) -> DigestPaper:
         pmid=a.pmid, title=one_line(a.title) or "(no title)", url=pubmed_url(a.pmid), authors=short_authors(a),
         journal=one_line(a.journal.iso_abbreviation or a.journal.title or ""), year=a.year,
         badges=tuple(DESIGN_BADGES.get(d, vocabulary.label(d)) for d in designs),
-        tags=tuple(vocabulary.label(x) for x in (*t.conditions, *t.interventions)),
+        conditions=tuple(vocabulary.label(x) for x in t.conditions),
+        interventions=tuple(vocabulary.label(x) for x in t.interventions),
         summary=summary(a), relevance=t.relevance, retracted=a.is_retracted,
     )
 
@@ -313,10 +342,20 @@ def _coverage(runs: list[RunSummary], queries: Sequence[str]) -> tuple[QueryCove
 # ------------------------------------------------------------------ text helpers (pure)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_INLINE_CONCLUSION = re.compile(r"(?:^|\n|\.\s)\s*(?:conclusions?|interpretation)\s*:\s*", re.IGNORECASE)
+# "Conclusion: …", or "Conclusion" as a heading on a line of its own.
+_INLINE_CONCLUSION = re.compile(r"(?:^|\n|\.\s)\s*(?:conclusions?|interpretation)(?:\s*:\s*|[ \t]*\n\s*)",
+                                re.IGNORECASE)
 _CONCLUDING = re.compile(r"^(?:in conclusion|in summary|to conclude|taken together|collectively|overall|"
                          r"(?:these|our) (?:findings|results|data)|we conclude|this study (?:shows|suggests|"
                          r"demonstrates))\b", re.IGNORECASE)
+# Sentences that close an abstract without concluding anything.
+_BOILERPLATE = re.compile(
+    r"^(?:\(?(?:c|©)\)?\s*(?:\d{4}|copyright)|copyright\b|©|trial registration|clinical ?trials?\.gov|"
+    r"(?:clinical )?trial (?:registration|number)|registration number|prospero|level of evidence|funding|"
+    r"this article is protected|all rights reserved|published by|(?:nct|isrctn|chictr|drks|actrn)\s*[-:]?\s*\d)",
+    re.IGNORECASE)
+_FINISHED = re.compile(r"[.!?…][\"'’”)\]]*$")
+CONCLUDING_MIN_CHARS = 100  # a last sentence shorter than this brings the one before it
 # Inline headings of an abstract flattened into one section ("OBJECTIVE: …"): not part of a sentence.
 _INLINE_HEADING = re.compile(r"(?:(?<=^)|(?<=\s))(?:background|introduction|objectives?|aims?|purpose|context|"
                              r"importance|methods?|design|setting|results?|findings)\s*:\s+", re.IGNORECASE)
@@ -334,9 +373,18 @@ def pubmed_url(pmid: str) -> str:
 
 def pubmed_links(pmids: Sequence[str]) -> tuple[str, ...]:
     """PubMed searches listing these PMIDs (PubMed takes PMIDs separated by spaces), at most
-    :data:`PUBMED_LINK_PMIDS` a link."""
+    :data:`PUBMED_LINK_PMIDS` a link (so a link stays short enough to read and to copy from a phone) and at
+    most :data:`PUBMED_LINKS_MAX` links: a list of thousands (after a backfill) is not linked PMID by PMID;
+    the digest names the local search that lists them instead."""
+    limit = PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX
     return tuple(PUBMED + "?" + urllib.parse.urlencode({"term": " ".join(pmids[i:i + PUBMED_LINK_PMIDS])})
-                 for i in range(0, len(pmids), PUBMED_LINK_PMIDS))
+                 for i in range(0, min(len(pmids), limit), PUBMED_LINK_PMIDS))
+
+
+def sentences(parts: Iterable[str]) -> str:
+    """Non-empty parts joined as sentences ("Smith J, et al. J Invest Dermatol. 2024"): each part's own
+    final full stop is the separator, never doubled ("et al.." is what joining with ". " gives)."""
+    return ". ".join(p.rstrip(". ") for p in parts if p.rstrip(". "))
 
 
 def short_authors(article: Article, limit: int = 3) -> str:
@@ -354,7 +402,9 @@ def short_authors(article: Article, limit: int = 3) -> str:
 
 def summary(article: Article, limit: int = SUMMARY_CHARS) -> str:
     """The abstract's conclusion: a CONCLUSIONS section, an inline ``Conclusion:`` heading, a sentence that
-    opens a conclusion (``In conclusion, …``); failing those, its first two sentences."""
+    opens a conclusion (``In conclusion, …``); failing those (an unstructured abstract), its concluding
+    sentences: the last one, with the one before when the last is short, leaving out trailing trial
+    registrations, copyright lines and the like."""
     sections = article.abstract
     concl = [s.text for s in sections if (s.category or "").upper() == "CONCLUSIONS"
              or (s.label or "").upper().startswith(("CONCLUSION", "INTERPRETATION"))]
@@ -364,11 +414,16 @@ def summary(article: Article, limit: int = SUMMARY_CHARS) -> str:
     inline = list(_INLINE_CONCLUSION.finditer(whole))
     if inline:
         return _clip(one_line(whole[inline[-1].end():]), limit)
-    sentences = _SENTENCE_END.split(_INLINE_HEADING.sub("", one_line(whole)))
-    for i, sentence in enumerate(sentences):
+    found = [s for s in _SENTENCE_END.split(_INLINE_HEADING.sub("", one_line(whole))) if s]
+    for i, sentence in enumerate(found):
         if i and _CONCLUDING.match(sentence):
-            return _clip(" ".join(sentences[i:i + 2]), limit)
-    return _clip(" ".join(sentences[:2]), limit)
+            return _clip(" ".join(found[i:i + 2]), limit)
+    while found and (_BOILERPLATE.match(found[-1]) or not _FINISHED.search(found[-1])):
+        found.pop()  # closing boilerplate, or a last sentence cut off mid-way (PubMed truncates some abstracts)
+    if not found:
+        return ""
+    last = found[-1:] if len(found[-1]) >= CONCLUDING_MIN_CHARS else found[-2:]
+    return _clip(" ".join(last), limit)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -386,16 +441,44 @@ def _environment(autoescape: bool) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters["wrap"] = _wrap
+    env.filters["fit"] = _fit
     env.filters["day"] = lambda d: f"{d:%-d %b %Y}"
     env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
     return env
 
 
-def _wrap(text: str, width: int = 72, indent: str = "") -> str:
-    import textwrap
+_URL = re.compile(r"^(?:https?|ftp)://\S+$")
+LINE_MAX = 78  # no line of the text part is longer (a URL alone on its line aside)
 
-    return "\n".join(textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent,
-                                   break_long_words=False, break_on_hyphens=False)) or indent.rstrip()
+
+def _fit(text: str, indent: str = "") -> str:
+    """One line as it is (spacing kept, e.g. a table row) if it fits in :data:`LINE_MAX` columns, else wrapped."""
+    line = indent + text
+    return line if len(line) <= LINE_MAX else _wrap(text, indent=indent)
+
+
+def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """Words filled into lines of ``width`` columns after ``indent``. A URL longer than a line gets a line
+    of its own (whole, so mail clients can link it); any other word longer than a line is cut, so no line
+    but a lone URL's passes the width."""
+    lines: list[str] = []
+    line = ""
+    room = max(width - len(indent), 20)
+    for word in text.split():
+        while len(word) > room and not _URL.match(word):
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:room])
+            word = word[room:]
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return "\n".join(indent + w for w in lines) or indent.rstrip()
 
 
 def render_text(digest: Digest) -> str:
