@@ -31,9 +31,9 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from .formats import pubmed_url
 from .types import Article, Author, StoredPaper
 
-PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _PUB_DATE = re.compile(r"^(\d{4})(?:\s+([A-Z][a-z]{2})(?:\s+(\d{1,2}))?)?(?![-\w])")
@@ -142,7 +142,7 @@ def ris_fields(paper: StoredPaper) -> list[tuple[str, str]]:
                        ("DO", a.doi), ("AN", a.pmid)):
         if value:
             fields.append((tag, _one_line(value)))
-    fields.append(("UR", PUBMED_URL.format(pmid=a.pmid)))
+    fields.append(("UR", pubmed_url(a.pmid)))
     if a.pmcid:
         fields.append(("C2", a.pmcid))  # EndNote's place for the PMCID
     for language in a.languages:
@@ -267,7 +267,7 @@ def bibtex_fields(paper: StoredPaper) -> list[tuple[str, str]]:
     for name, value in (("pmid", a.pmid), ("pmcid", a.pmcid)):
         if value:
             fields.append((name, latex_escape(value)))
-    fields.append(("url", bibtex_verbatim(PUBMED_URL.format(pmid=a.pmid))))
+    fields.append(("url", bibtex_verbatim(pubmed_url(a.pmid))))
     if a.languages:
         fields.append(("language", latex_escape(", ".join(a.languages))))
     if a.abstract:
@@ -302,7 +302,7 @@ def csl_item(paper: StoredPaper) -> dict[str, Any]:
     optional = {
         "container-title": j.title, "container-title-short": j.iso_abbreviation, "volume": j.volume,
         "issue": j.issue, "page": f"{start}-{end}" if start and end else start, "ISSN": j.issn,
-        "DOI": a.doi, "PMID": a.pmid, "PMCID": a.pmcid, "URL": PUBMED_URL.format(pmid=a.pmid),
+        "DOI": a.doi, "PMID": a.pmid, "PMCID": a.pmcid, "URL": pubmed_url(a.pmid),
         "language": ", ".join(a.languages) or None, "abstract": a.abstract_text or None,
     }
     item.update({k: v for k, v in optional.items() if v})

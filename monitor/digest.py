@@ -21,7 +21,7 @@ import re
 import smtplib
 import ssl
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -33,6 +33,7 @@ import jinja2
 from .clock import Clock
 from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
+from .formats import PUBMED, pubmed_url, short_authors
 from .interfaces import DigestStore
 from .types import Article, QueryReport, RunSummary, StoredPaper
 from .types import StatusChange as StoredChange
@@ -40,7 +41,7 @@ from .types import StatusChange as StoredChange
 if TYPE_CHECKING:
     from .tagging import Taxonomy
 
-PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
+AUTHORS_SHOWN = 3  # a digest entry names this many authors, then "et al."
 # Status changes worth an email: the reader may already cite the paper.
 STATUS_KINDS = ("retraction", "expression_of_concern", "erratum", "deleted")
 STATUS_LABELS = {"retraction": "Retracted", "expression_of_concern": "Expression of concern",
@@ -306,7 +307,8 @@ def _paper(p: StoredPaper, vocabulary: Vocabulary) -> DigestPaper:
     assert t is not None
     designs = sorted(t.designs, key=lambda d: list(DESIGN_BADGES).index(d) if d in DESIGN_BADGES else 99)
     return DigestPaper(
-        pmid=a.pmid, title=one_line(a.title) or "(no title)", url=pubmed_url(a.pmid), authors=short_authors(a),
+        pmid=a.pmid, title=one_line(a.title) or "(no title)", url=pubmed_url(a.pmid),
+        authors=short_authors(author_names(a), AUTHORS_SHOWN),
         journal=one_line(a.journal.iso_abbreviation or a.journal.title or ""), year=a.year,
         badges=tuple(DESIGN_BADGES.get(d, vocabulary.label(d)) for d in designs),
         conditions=tuple(vocabulary.label(x) for x in t.conditions),
@@ -367,10 +369,6 @@ def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
-def pubmed_url(pmid: str) -> str:
-    return f"{PUBMED}{pmid}/"
-
-
 def pubmed_links(pmids: Sequence[str]) -> tuple[str, ...]:
     """PubMed searches listing these PMIDs (PubMed takes PMIDs separated by spaces), at most
     :data:`PUBMED_LINK_PMIDS` a link (so a link stays short enough to read and to copy from a phone) and at
@@ -387,17 +385,13 @@ def sentences(parts: Iterable[str]) -> str:
     return ". ".join(p.rstrip(". ") for p in parts if p.rstrip(". "))
 
 
-def short_authors(article: Article, limit: int = 3) -> str:
-    """``Smith J, Lee KH, Park S, et al.`` (PubMed's short form)."""
-    names = []
+def author_names(article: Article) -> Iterator[str]:
+    """Surname and initials (collective names as written), one line each, lazily."""
     for a in article.authors:
         if a.collective_name:
-            names.append(one_line(a.collective_name))
+            yield one_line(a.collective_name)
         elif a.last_name:
-            names.append(one_line(f"{a.last_name} {a.initials or ''}"))
-    if len(names) > limit:
-        return ", ".join(names[:limit]) + ", et al."
-    return ", ".join(names)
+            yield one_line(f"{a.last_name} {a.initials or ''}")
 
 
 def summary(article: Article, limit: int = SUMMARY_CHARS) -> str:

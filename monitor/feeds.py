@@ -54,6 +54,7 @@ from lxml import etree
 from . import __version__
 from .config import FeedsConfig
 from .errors import PublishError
+from .formats import pubmed_url, short_authors
 from .interfaces import FeedStore
 from .tagging import Taxonomy
 from .types import FeedRow, StatusChange
@@ -63,7 +64,7 @@ __all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "feed_g
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
-PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
+AUTHORS_SHOWN = 5  # a feed item names this many authors, then "et al."
 _IOV_MAX = 512  # pieces per writev call (Linux and macOS allow 1024)
 MANIFEST = ".monitor-feeds.json"  # the files we wrote last time, so stale ones can go (never anything else)
 
@@ -383,7 +384,7 @@ def _paper_xml(pmid: str, at: dt.datetime, record: Mapping[str, Any], tagging: M
     retracted = is_retracted(record)
     if retracted:
         title = f"[Retracted] {title}"
-    authors = short_authors(record.get("authors") or ())
+    authors = short_authors(author_names(record.get("authors") or ()), AUTHORS_SHOWN)
     why = why_tagged(tagging.get("evidence") or (), labels)
     conditions, interventions = tagging.get("conditions") or (), tagging.get("interventions") or ()
     designs_ids = tagging.get("designs") or ()
@@ -395,7 +396,7 @@ def _paper_xml(pmid: str, at: dt.datetime, record: Mapping[str, Any], tagging: M
     categories += [(d, f"{base}index.html#designs") for d in designs_ids]
     tags = [labels[t] for t in (*conditions, *interventions)]
     content = _paper_html(pmid, record, retracted, authors, source, designs, tags, why)
-    return _item_xml(title, f"{PUBMED}{pmid}/", f"pubmed:{pmid}", at, description, content, authors, categories)
+    return _item_xml(title, pubmed_url(pmid), f"pubmed:{pmid}", at, description, content, authors, categories)
 
 
 def _status_xml(ref: ItemRef, record: Mapping[str, Any], base: str) -> RenderedItem:
@@ -404,18 +405,19 @@ def _status_xml(ref: ItemRef, record: Mapping[str, Any], base: str) -> RenderedI
     pmid = ref.pmid
     label = STATUS_LABEL.get(change.kind, change.kind.replace("_", " ").capitalize())
     original = clean_text(record.get("title")) or f"PMID {pmid}"
-    notice = f"{PUBMED}{change.notice_pmid}/" if change.notice_pmid else None
+    notice = pubmed_url(change.notice_pmid) if change.notice_pmid else None
     sentence = STATUS_SENTENCE.get(change.kind, f"Status change: {label}.")
     source = journal_line(record)
-    description = f"{sentence} Original paper: {original} ({source}) {PUBMED}{pmid}/"
+    description = f"{sentence} Original paper: {original} ({source}) {pubmed_url(pmid)}"
     e = _html
     parts = [f"<p><strong>{e(sentence)}</strong></p>",
-             f'<p>Original paper: <a href="{PUBMED}{e(pmid)}/">{e(original)}</a> — {e(source)}</p>']
+             f'<p>Original paper: <a href="{e(pubmed_url(pmid))}">{e(original)}</a> — {e(source)}</p>']
     if notice:
         parts.append(f'<p>Notice: <a href="{e(notice)}">PMID {e(change.notice_pmid or "")}</a></p>')
     categories = [("status_change", f"{base}index.html#status"), (change.kind, f"{base}index.html#status")]
-    return _item_xml(f"[{label}] {original}", notice or f"{PUBMED}{pmid}/", ref.guid, change.at, description,
-                     "\n".join(parts), short_authors(record.get("authors") or ()), categories)
+    authors = short_authors(author_names(record.get("authors") or ()), AUTHORS_SHOWN)
+    return _item_xml(f"[{label}] {original}", notice or pubmed_url(pmid), ref.guid, change.at, description,
+                     "\n".join(parts), authors, categories)
 
 
 def is_retracted(record: Mapping[str, Any]) -> bool:
@@ -424,23 +426,13 @@ def is_retracted(record: Mapping[str, Any]) -> bool:
         p.get("name") == "Retracted Publication" for p in record.get("publication_types") or ())
 
 
-def short_authors(authors: Sequence[Mapping[str, Any]], limit: int = 6) -> str:
-    """"Smith J, Doe A, Roe B, et al." (surname and initials; collective names as written)."""
-    names: list[str] = []
+def author_names(authors: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    """Surname and initials (collective names as written) of a stored record's authors, lazily."""
     for au in authors:
         if au.get("collective_name"):
-            name = clean_text(au["collective_name"])
+            yield clean_text(au["collective_name"])
         elif au.get("last_name"):
-            name = clean_text(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
-        else:
-            continue
-        if name:
-            names.append(name)
-            if len(names) > limit:
-                break  # enough to know "et al." is due (consortium papers list hundreds of authors)
-    if len(names) > limit:
-        return ", ".join(names[:limit - 1]) + ", et al."
-    return ", ".join(names)
+            yield clean_text(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
 
 
 def journal_line(record: Mapping[str, Any]) -> str:
@@ -485,7 +477,7 @@ def _paper_html(pmid: str, record: Mapping[str, Any], retracted: bool, authors: 
     if doi:
         href = doi if _DOI_SAFE.fullmatch(doi) else quote(doi, safe="/:;()._-<>")
         cite += f' <a href="https://doi.org/{e(href)}">doi:{e(doi)}</a>'
-    out.append(f'<p>{cite} <a href="{PUBMED}{e(pmid)}/">PMID {e(pmid)}</a></p>')
+    out.append(f'<p>{cite} <a href="{e(pubmed_url(pmid))}">PMID {e(pmid)}</a></p>')
     out.append(f"<p><strong>Design:</strong> {e(designs)}"
                + (f" · <strong>Tags:</strong> {e(', '.join(tags))}" if tags else "") + "</p>")
     if why:

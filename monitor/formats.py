@@ -7,6 +7,7 @@ formula, a terminal obeying an escape sequence.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 EXPORT_FORMATS = ("jsonl", "json", "csv", "ris", "bibtex", "csl-json")
 SEARCH_FORMATS = ("table", *EXPORT_FORMATS)  # table: for reading in a terminal
@@ -32,3 +33,23 @@ def printable(text: str, *, one_line: bool = True) -> str:
     if one_line:
         text = text.replace("\t", " ").replace("\n", " ")
     return _CONTROLS.sub("", text)
+
+
+PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"  # a paper's page is PUBMED + PMID + "/"
+
+
+def pubmed_url(pmid: str) -> str:
+    """The paper's page on PubMed (every output links there)."""
+    return f"{PUBMED}{pmid}/"
+
+
+def short_authors(names: Iterable[str], limit: int) -> str:
+    """PubMed's short author list: ``Smith J, Lee KH, Park S, et al.`` — at most ``limit`` names, then
+    "et al." when there are more. ``names`` is read lazily: consortium papers list hundreds of authors."""
+    shown: list[str] = []
+    for name in names:
+        if name:
+            if len(shown) == limit:
+                return ", ".join(shown) + ", et al."
+            shown.append(name)
+    return ", ".join(shown)

@@ -387,12 +387,12 @@ def test_short_authors_and_links() -> None:
     (one, two) = [a for a in pubmed.parse((DATA / "efetch" / "biopython" / "pubmed2.xml").read_bytes())
                   if isinstance(a, Article)]
     for a in (one, two):
-        short = digests.short_authors(a)
+        short = digests.short_authors(digests.author_names(a), digests.AUTHORS_SHOWN)
         first = a.authors[0]
         assert short.startswith(f"{first.last_name} {first.initials}")
         assert short.endswith(", et al.") == (len(a.authors) > 3)
     group = Article(pmid="5", authors=(Author(collective_name="The\nEczema Group"), Author(last_name="Li", initials="X")))
-    assert digests.short_authors(group) == "The Eczema Group, Li X"
+    assert digests.short_authors(digests.author_names(group), 3) == "The Eczema Group, Li X"
     pmids = [str(10_000_000 + i) for i in range(450)]
     links = digests.pubmed_links(pmids)
     per = digests.PUBMED_LINK_PMIDS

@@ -71,3 +71,14 @@ def test_no_csv_cell_starts_a_formula(hostile_db: Path, run_monitor, command: tu
     formulas = [v for v in cells if v.startswith(("=", "+", "-", "@", "\t", "\r"))]
     assert all(v.replace(".", "").lstrip("-").isdigit() for v in formulas), formulas  # only plain numbers
     assert rows[0]["keywords"] == "'-1+1" and rows[0]["authors"].startswith("@Eve") is False
+
+
+def test_short_author_lists_and_pubmed_links_are_written_one_way() -> None:
+    from monitor.formats import pubmed_url, short_authors
+
+    assert short_authors(["Smith J", "", "Lee KH"], 3) == "Smith J, Lee KH"
+    assert short_authors(iter(["A", "B", "C"]), 3) == "A, B, C"
+    assert short_authors(("A", "B", "C", "D"), 3) == "A, B, C, et al."  # never "et al.."
+    consortium = (f"Author {i}" for i in range(10_000))
+    assert short_authors(consortium, 5).endswith("Author 4, et al.") and next(consortium) == "Author 6"
+    assert pubmed_url("31000001") == "https://pubmed.ncbi.nlm.nih.gov/31000001/"
