@@ -192,6 +192,7 @@ class App:
             return stop() if stop is not None else None
 
         with lease.held(wait):
+            lease.wait_quiet(self.overrides.sleep)  # the previous holder's last requests a rate window behind
             dead = self.store.close_dead_runs(
                 self.clock.now(), "its process died mid-cycle (its lease lapsed unreleased); "
                                   "the next cycle covered its window again")

@@ -492,9 +492,14 @@ def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: b
         click.echo(f"no digest due: the last one (up to {report.last_sent:%Y-%m-%d %H:%M} UTC) was sent; the next is "
                    f"due from {report.next_due:%Y-%m-%d %H:%M} UTC (--force sends one now)")
         return
-    assert report.digest is not None
-    click.echo(f"sent digest #{report.digest_id} to {len(report.recipients) - len(report.refused)} of "
-               f"{len(report.recipients)} recipients: {_digest_counts(report.digest)}")
+    delivered = f"{len(report.recipients) - len(report.refused)} of {len(report.recipients)} recipients"
+    if report.status == "resumed":
+        click.echo(f"sent digest #{report.digest_id} again to {delivered}, exactly as built before it was "
+                   f"interrupted (same Message-ID, so a copy the server already had is shown once): "
+                   f"{report.subject}; run `monitor digest` again for a newer one if due")
+    else:
+        assert report.digest is not None
+        click.echo(f"sent digest #{report.digest_id} to {delivered}: {_digest_counts(report.digest)}")
     if report.refused:
         click.echo(f"monitor: warning: the SMTP server refused {', '.join(report.refused)}; check digest.to",
                    err=True)

@@ -35,7 +35,7 @@ from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
 from .formats import PUBMED, pubmed_url, short_authors
 from .interfaces import DigestStore
-from .types import Article, QueryReport, RunSummary, StoredPaper
+from .types import Article, DigestRecord, QueryReport, RunSummary, StoredPaper
 from .types import StatusChange as StoredChange
 
 if TYPE_CHECKING:
@@ -209,7 +209,8 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class DigestReport:
-    """What :func:`send_due` did. ``status``: sent | not_due."""
+    """What :func:`send_due` did. ``status``: sent | resumed (an interrupted digest sent again as it was
+    built; ``digest`` is then None) | not_due."""
 
     status: str
     digest: Digest | None = None
@@ -652,14 +653,23 @@ def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabu
 
 def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, vocabulary: Vocabulary, *,
              force: bool = False) -> DigestReport:
-    """Build and send the digest if one is due (or ``force``), logging which papers it delivered.
+    """Send the digest if one is due (or ``force``), logging which papers it delivered: the one entry point
+    for `monitor digest` and the daemon, which call it holding the digest lease (so never two at once).
 
-    The one entry point for the CLI and the scheduler. Returns ``not_due`` when the last digest sent is
-    recent; raises :class:`MailError` (after logging the digest as failed) when sending fails, leaving its
-    papers due for the next digest."""
+    Exactly once, as far as SMTP allows: the message (with its Message-ID) is stored with the digest's row
+    *before* it is sent. A digest a crash left ``pending`` is sent again from that row — the same bytes,
+    the same Message-ID — before anything new is built; mail clients collapse the copy if the server had
+    already accepted the first. Returns ``not_due`` when the last digest sent is recent; raises
+    :class:`MailError` (after logging the digest as failed) when sending fails, leaving its papers due."""
     cfg = require(config)
     if isinstance(mailer, SmtpMailer):
         mailer.check()  # a missing password is a config problem: say so before building anything
+    for pending in store.pending_digests():
+        if pending.message is not None:
+            return _resume(pending, store, clock, mailer, cfg)
+        # Left by a version that did not keep messages: nothing to resend; its papers become due again.
+        store.finish_digest(pending.id, "failed", clock.now(), "interrupted before it was sent (no stored "
+                            "message to resend); its papers went into the next digest")
     now = clock.now()
     last = store.last_sent_digest()
     if last is not None and not force:
@@ -671,17 +681,37 @@ def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, v
     msg = message(digest, cfg)
     digest_id = store.begin_digest(created_at=now, period=(since, until), subject=str(msg["Subject"]),
                                    recipients=cfg.recipients, message_id=str(msg["Message-ID"]),
-                                   papers_by_section=digest.sections, event_ids=digest.event_ids)
+                                   papers_by_section=digest.sections, event_ids=digest.event_ids,
+                                   message=bytes(msg))
+    refused = _send(mailer, msg, digest_id, store, clock, f"its {digest.new_count} new papers stay due and go in "
+                                                           "the next digest")
+    return DigestReport(status="sent", digest=digest, digest_id=digest_id, subject=str(msg["Subject"]),
+                        recipients=cfg.recipients, refused=refused, last_sent=until,
+                        next_due=next_due(until, cfg.interval_days), message=msg)
+
+
+def _resume(pending: DigestRecord, store: DigestStore, clock: Clock, mailer: Mailer,
+            cfg: DigestConfig) -> DigestReport:
+    """Send an interrupted digest again, exactly as it was built (same bytes, same Message-ID)."""
+    assert pending.message is not None
+    msg = email.message_from_bytes(pending.message, _class=EmailMessage, policy=email.policy.default)
+    refused = _send(mailer, msg, pending.id, store, clock, "its papers stay due and go in the next digest")
+    return DigestReport(status="resumed", digest_id=pending.id, subject=pending.subject,
+                        recipients=pending.recipients, refused=refused, last_sent=pending.period_end,
+                        next_due=next_due(pending.period_end, cfg.interval_days), message=msg)
+
+
+def _send(mailer: Mailer, msg: EmailMessage, digest_id: int, store: DigestStore, clock: Clock,
+          consequence: str) -> tuple[str, ...]:
+    """Send a logged digest and record the outcome: ``sent``, or ``failed`` (then :class:`MailError`)."""
     try:
         refused = mailer.send(msg)
     except MailError as exc:
         store.finish_digest(digest_id, "failed", clock.now(), str(exc))
-        raise MailError(f"{exc}. Digest #{digest_id} is logged as failed; its {digest.new_count} new "
-                        "papers stay due and go in the next digest") from exc
-    except BaseException as exc:
+        raise MailError(f"{exc}. Digest #{digest_id} is logged as failed; {consequence}") from exc
+    except Exception as exc:
         store.finish_digest(digest_id, "failed", clock.now(), f"{type(exc).__name__}: {exc}")
         raise
+    # A signal or Ctrl-C here leaves it pending: the next send resends the same message (never a rebuild).
     store.finish_digest(digest_id, "sent", clock.now())
-    return DigestReport(status="sent", digest=digest, digest_id=digest_id, subject=str(msg["Subject"]),
-                        recipients=cfg.recipients, refused=refused, last_sent=until,
-                        next_due=next_due(until, cfg.interval_days), message=msg)
+    return refused

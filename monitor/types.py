@@ -517,6 +517,7 @@ class DigestRecord:
     finished_at: dt.datetime | None
     error: str | None
     papers: int  # papers recorded with it (listed or counted)
+    message: bytes | None = field(default=None, repr=False)  # the email as sent (None before migration 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +532,7 @@ class LeaseRow:
     acquired_at: dt.datetime
     heartbeat_at: dt.datetime
     expires_at: dt.datetime
+    released_at: dt.datetime | None = None  # set when the holder gave it up (then expires_at is that time)
 
 
 @dataclass(frozen=True, slots=True)
