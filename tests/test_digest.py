@@ -24,7 +24,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from monitor import digest as digests
+from monitor.clock import FixedClock
+from monitor.config import load_config
 from monitor.storage import Storage
+from monitor.tagging import load_taxonomy
 from monitor.types import Article, Correction
 from tests import digest_data as dd
 from tests.conftest import DATA, SHIPPED_CONFIG, require_program
@@ -690,3 +693,62 @@ def test_the_widest_digest_fits_a_phone_and_its_text_part_reads_well(browser) ->
     assert len([u for u in urls if re.search(r"\?term=\d+(\+\d+)*$", u)]) == 2 * digests.PUBMED_LINKS_MAX
     assert digest.search_command in text and digest.search_command in digests.render_html(digest)
     assert "The first 60 on PubMed:" in text
+
+
+def test_a_digest_interrupted_mid_send_is_resent_as_it_was_never_rebuilt(site: Site, smtp) -> None:
+    """A crash between the SMTP DATA and the "sent" log line leaves the digest pending: the next send is the
+    same message with the same Message-ID (mail clients collapse the copy), not a rebuilt one."""
+    inbox, _ = smtp
+    dd.store_week(site.store, dd.dev_articles()[:6], WEEK1)
+    config = load_config(site.config, env={"MONITOR_DB_URL": f"sqlite:///{site.db}"})
+    vocabulary = digests.Vocabulary.from_taxonomy(load_taxonomy(config.tagging.taxonomy))
+    mailer = digests.SmtpMailer(digests.require(config))
+
+    class DiesAfterTheServerAccepted:
+        def send(self, message: EmailMessage) -> tuple[str, ...]:
+            mailer.send(message)  # the server has it (250) …
+            raise KeyboardInterrupt  # … and the process is killed before the log says "sent"
+
+    clock = FixedClock(WEEK1 + SEND_HOUR)
+    with pytest.raises(KeyboardInterrupt):
+        digests.send_due(config, site.store, clock, DiesAfterTheServerAccepted(), vocabulary)
+    (pending,) = site.store.pending_digests()
+    dd.store_week(site.store, dd.dev_articles()[6:9], WEEK1 + dt.timedelta(hours=6))  # found since
+    clock.advance(hours=2)
+    resumed = site.monitor("digest", now=clock.now())
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"sent digest #{pending.id} again" in resumed.stdout
+    first, again = inbox.messages()
+    assert first["Message-ID"] == again["Message-ID"] == pending.message_id
+    assert listed(first) == listed(again)  # the same content, not rebuilt with the papers found since
+    assert site.store.pending_digests() == [] and site.store.digest_log()[0].status == "sent"
+    later = site.monitor("digest", "--force", now=clock.now())  # the papers found since still go out, once
+    assert later.returncode == 0, later.stderr
+    newest = inbox.messages()[-1]
+    assert newest["Message-ID"] != first["Message-ID"]
+    assert not set(listed(newest)) & set(listed(first)) and listed(newest)
+
+
+def test_two_digest_commands_started_together_send_one_email(tmp_path: Path, smtp) -> None:
+    """Two real processes race: the digest lease lets one send; the other says who holds it (or finds
+    nothing due) — never a second copy."""
+    import subprocess
+
+    from tests.conftest import monitor_executable
+
+    inbox, controller = smtp
+    site = Site(tmp_path, None, controller.port)
+    dd.store_week(site.store, dd.dev_articles()[:8], WEEK1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
+    env.update({"MONITOR_CONFIG": str(site.config), "MONITOR_DB_URL": f"sqlite:///{site.db}",
+                "MONITOR_NOW": (WEEK1 + SEND_HOUR).isoformat()})
+    for _ in range(3):
+        procs = [subprocess.Popen([monitor_executable(), "digest"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outcomes = [(p.wait(timeout=60), p.stdout.read() + p.stderr.read()) for p in procs]
+        for code, text in outcomes:
+            assert code in (0, 1) and "Traceback" not in text, text
+            assert code == 0 or "holds the digest lease" in text
+    assert len(inbox.received) == 1  # three rounds of two: one email
+    assert [d.status for d in site.store.digest_log()] == ["sent"]
+    site.store.close()
