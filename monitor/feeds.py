@@ -65,6 +65,8 @@ __all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "feed_g
 ATOM_NS = "http://www.w3.org/2005/Atom"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
 AUTHORS_SHOWN = 5  # a feed item names this many authors, then "et al."
+LOCK_FILE = ".lock"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _IOV_MAX = 512  # pieces per writev call (Linux and macOS allow 1024)
 MANIFEST = ".monitor-feeds.json"  # the files we wrote last time, so stale ones can go (never anything else)
 
@@ -661,6 +663,43 @@ def _write_if_changed(target: Path, parts: Sequence[bytes]) -> bool:
     return True
 
 
+def _listing(files: Mapping[str, str]) -> bytes:
+    """The manifest's bytes: each file we wrote and the fingerprint of what it holds."""
+    return orjson.dumps({"version": 1, "files": dict(files)}, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """One publisher at a time per folder (a daemon's cycle and a `monitor feed`, or a run and the orphan
+    of a killed one): an exclusive lock on ``out/.lock``, released when the process (and its forked
+    renderer) ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one publisher at a time is then the deployment's business
+        yield
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fh = open(out / LOCK_FILE, "a+b")
+    except OSError as exc:
+        raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the config "
+                           "and that the folder is writable)") from None
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of runs that died mid-write (``.name.XXXX.tmp``; under the folder lock no living run
+    has any)."""
+    for tmp in out.rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _read_manifest(out: Path) -> dict[str, str]:
     """The files we wrote last time and the fingerprint of what each holds."""
     try:
@@ -691,6 +730,18 @@ def _atomic_write(target: Path, parts: Sequence[bytes]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _die_with(parent: int) -> None:
+    """In a forked renderer: be killed when the parent dies (Linux's PR_SET_PDEATHSIG), so a killed
+    `monitor feed` never leaves a child writing files after it; exit at once if it already died."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _prune_empty_dirs(folder: Path, stop: Path) -> None:
@@ -736,7 +787,7 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
     A large rendering (a first generation, a new base_url) is split over two processes where that is safe
     (see :func:`_render_split`); ``workers=1`` keeps it in this process. The output is the same either way."""
     out = out or settings.out
-    with _gc_paused():
+    with _gc_paused(), _folder_lock(out):
         rows = store.feed_rows()
         plan = plan_feeds(rows, store.status_changes(), taxonomy, settings, queries)
         previous = _read_manifest(out)
@@ -745,6 +796,12 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
                  if previous.get(d.path) != wanted[d.path] or not (out / d.path).is_file()]
         job = _RenderJob({row.pmid: row.tagging_json for row in rows}, _Labels(taxonomy), settings, now, out)
         try:
+            _remove_leftovers(out)
+            if stale:
+                # Forget what is about to be rewritten before touching it: a run killed midway leaves those
+                # documents unknown to the manifest, so the next run renders them again.
+                pending = {k: v for k, v in previous.items() if k not in {d.path for d in stale}}
+                _write_if_changed(out / MANIFEST, [_listing(pending)])
             done = _render_split(stale, job, store, workers)
             newest = plan.newest()
             extra = [_write_if_changed(out / "feeds.opml", [_opml(list(plan.feeds), settings, newest)]),
@@ -759,9 +816,8 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
                     stale_file.unlink()
                     removed += 1
                     _prune_empty_dirs(stale_file.parent, out)
-            manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
-            listing = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
-            _write_if_changed(out / MANIFEST, [listing])  # unchanged: left alone, like the files it lists
+            # Unchanged: left alone, like the files it lists.
+            _write_if_changed(out / MANIFEST, [_listing({**wanted, "feeds.opml": "", "index.html": ""})])
         except OSError as exc:
             raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the "
                                "config and that the folder is writable)") from None
@@ -849,10 +905,12 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, w
     own = store.reopened()  # connects only when the child uses it
     shared = store.feed_records(pmids(docs)) if own is None else None  # in-memory: read once, before forking
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: render its half, report, and leave without running the parent's cleanup
         code = 1
         try:
+            _die_with(parent)
             os.close(read_end)
             records = shared if shared is not None else (own or store).feed_records(pmids(older))
             result = _render_and_write(older, job, records)
