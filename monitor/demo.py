@@ -226,7 +226,7 @@ def describe(r: DemoReport) -> Iterator[str]:
         yield f"   (nothing new: an earlier demo run stored these records; delete {rel}/ to start over)"
     counts = ", ".join(f"{label} {n}" for label, n in r.digest.condition_counts[:5])
     yield (f"2. tags: {r.stored} papers stored, {r.relevant} tagged gut–skin relevant, "
-           f"{r.stored - r.relevant} not (most relevant: {counts})")
+           f"{r.stored - r.relevant} not; conditions of the relevant ones: {counts} …")
     p = r.cycle.published
     yield f"3. feeds: {p.feeds} RSS feeds of the {p.papers} relevant papers in {rel}/feeds/ (feeds.opml lists them)"
     yield (f"4. digest preview: {rel}/{DIGEST_FILE} ({r.digest.new_count} relevant papers, "
