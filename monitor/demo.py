@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import UsageError
 from .types import PaperFilter, StoredPaper
 
 if TYPE_CHECKING:
@@ -115,8 +116,13 @@ def demo_settings(shipped: Mapping[str, Any], feeds_url: str) -> dict[str, Any]:
 def write_folder(folder: Path, feeds_url: str) -> Path:
     """Write the demo's ``queries.toml`` and ``taxonomy.toml`` into ``folder`` (each only if it changed);
     returns the config's path."""
-    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "queries.toml"
+    if config.exists() and not config.read_text(encoding="utf-8", errors="replace").startswith(HEADER[:60]):
+        raise UsageError(f"--dir: {config} exists and was not written by monitor demo; give a new folder (or "
+                         "an earlier demo's) so no configuration of yours is overwritten")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--dir: {folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
     shipped = tomllib.loads(SHIPPED_QUERIES.read_text(encoding="utf-8"))
     text = HEADER.format(since=DEMO_SINCE, config=config) + "\n" + toml_text(demo_settings(shipped, feeds_url))
     _write_if_changed(config, text.encode("utf-8"))

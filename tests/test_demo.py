@@ -122,7 +122,9 @@ def test_demo_runs_the_product_on_the_sample_in_under_a_minute(tmp_path: Path, r
 def test_demo_twice_changes_nothing_and_never_uses_the_environments_database(tmp_path: Path, run_monitor) -> None:
     folder = tmp_path / "demo"
     elsewhere = tmp_path / "real.sqlite3"
-    env = {"MONITOR_DB_URL": f"sqlite:///{elsewhere}"}
+    # One frozen clock for both runs: index.html says when it was generated (to the minute), so a run in a
+    # later minute rewrites it even with nothing new (the feeds' behaviour, not the demo's).
+    env = {"MONITOR_DB_URL": f"sqlite:///{elsewhere}", "MONITOR_NOW": "2026-12-01T09:00:00Z"}
     first = run_monitor("demo", "--no-serve", "--dir", str(folder), env=env)
     assert first.returncode == 0, first.stderr
     before, listed = snapshot(folder), digest_pmids(folder / "digest.eml")
@@ -189,6 +191,14 @@ def test_installed_demo_serves_the_feeds_on_a_free_port_and_stops_on_ctrl_c(tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_demo_never_overwrites_a_configuration_it_did_not_write(tmp_path: Path, run_monitor) -> None:
+    mine = tmp_path / "queries.toml"
+    mine.write_text("# my own queries\n", encoding="utf-8")
+    result = run_monitor("demo", "--no-serve", "--dir", str(tmp_path))
+    assert result.returncode == 2 and "was not written by monitor demo" in result.stderr
+    assert mine.read_text(encoding="utf-8") == "# my own queries\n" and not (tmp_path / "db").exists()
 
 
 def test_demo_refuses_a_busy_port_with_one_line(tmp_path: Path, run_monitor) -> None:
