@@ -302,10 +302,9 @@ class App:
 
     def digest_preview(self, since: dt.date | None = None) -> tuple[Digest, EmailMessage]:
         """The digest that is due (or, with ``since``, every paper first found since then), built and
-        rendered but neither sent nor logged."""
+        rendered but neither sent nor logged. Needs no ``[digest]`` table (the defaults are used)."""
         from . import digest
 
-        digest.require(self.config)
         if since is None:
             return digest.build_due(self.config, self.store, self.clock, self.vocabulary())
         if since > self.clock.now().date():

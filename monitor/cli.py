@@ -29,6 +29,7 @@ from .formats import EXPORT_FORMATS, SEARCH_FORMATS, printable
 if TYPE_CHECKING:  # the rest is imported where a command needs it: `monitor --help` loads almost nothing
     from .app import App, Overrides
     from .feeds import PublishReport
+    from .serve import FeedServer
     from .types import QueryReport, StatusReport
 
 log = logging.getLogger("monitor")
@@ -441,6 +442,11 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     _echo_publish(app.publish(folder))
     server = FeedServer(folder, host=host, port=port)
     app.close()  # the database is not needed while serving files
+    _serve_until_stopped(server, folder)
+
+
+def _serve_until_stopped(server: FeedServer, folder: Path) -> None:
+    """Serve until SIGTERM or Ctrl-C (exit 0), then close the server."""
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -450,9 +456,40 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     sys.stdout.flush()
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.close()
     click.echo("stopped")
+
+
+@command(cli)
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("monitor-demo"),
+              show_default=True, help="The demo folder (its config, database, feeds and digest preview).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the feeds on this port (default 8080, or any free port if 8080 is taken; 0: any free).")
+@click.option("--no-serve", is_flag=True, help="Write the folder and stop (do not serve the feeds).")
+def demo(app: App, folder: Path, port: int | None, no_serve: bool) -> None:
+    """Try the whole monitor offline in under a minute: a monitoring cycle over real gut-skin records bundled
+    with it (through a built-in NCBI stand-in), their tags, the RSS feeds and a digest preview in a folder of
+    its own, then the feeds served until Ctrl-C. Running it again changes nothing."""
+    from . import demo as demos
+
+    started = time.perf_counter()
+    server, note = (None, None) if no_serve else demos.open_server(folder / "feeds", port)
+    try:
+        url = server.url if server else f"http://127.0.0.1:{port or demos.DEFAULT_PORT}/"
+        report = demos.run(folder, url, started=started)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    for line in demos.describe(report):
+        click.echo(line)
+    if server is not None:
+        if note:
+            click.echo(f"({note})")
+        _serve_until_stopped(server, report.folder / "feeds")
 
 
 # ------------------------------------------------------------------ digest
@@ -485,6 +522,9 @@ def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: b
                 fh.write(data.decode("ascii"))
         click.echo(f"{'wrote' if out else 'printed'} the digest{' to ' + out if out else ''}: "
                    f"{_digest_counts(built)}; nothing was sent or marked sent", err=True)
+        if app.config.digest is None:
+            click.echo("(no [digest] table in the config: previewed with the default settings; add one to send "
+                       "digests, see README 'Weekly digest')", err=True)
         return
     report = app.send_digest(force=force)
     if report.status == "not_due":

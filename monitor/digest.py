@@ -608,6 +608,17 @@ def require(config: Config) -> DigestConfig:
     return config.digest
 
 
+# A preview needs no mail settings: without a [digest] table it uses the defaults, addressed to placeholders
+# (RFC 2606 example addresses; a preview is never sent).
+PREVIEW_SETTINGS = DigestConfig(sender="Gut-skin monitor <monitor@example.org>", recipients=("you@example.org",))
+
+
+def settings(config: Config) -> DigestConfig:
+    """The ``[digest]`` settings, or :data:`PREVIEW_SETTINGS` without that table (for building and previewing
+    only: sending calls :func:`require`)."""
+    return config.digest or PREVIEW_SETTINGS
+
+
 def next_due(last_sent_end: dt.datetime, interval_days: int) -> dt.datetime:
     """A digest is due once 80% of the interval has passed since the last one sent, so a send that was
     retried a day late does not push every later week back (the scheduler decides the exact time)."""
@@ -617,7 +628,7 @@ def next_due(last_sent_end: dt.datetime, interval_days: int) -> dt.datetime:
 def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since: dt.datetime, until: dt.datetime,
             undelivered_only: bool = True, preview: bool = False) -> Digest:
     """Read what a digest for ``[since, until]`` contains and build it."""
-    cfg = require(config)
+    cfg = settings(config)
     return build(
         store.papers_first_found(since, until, undelivered_only=undelivered_only),
         store.status_events_of_delivered(since, until, STATUS_KINDS, undelivered_only=undelivered_only),
@@ -630,7 +641,7 @@ def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since
 def due_period(config: Config, store: DigestStore, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """From the end of the last sent digest (or ``first_days`` back, for the first one) to now."""
     last = store.last_sent_digest()
-    start = last.period_end if last else now - dt.timedelta(days=require(config).first_days)
+    start = last.period_end if last else now - dt.timedelta(days=settings(config).first_days)
     return (min(start, now), now)
 
 
@@ -639,7 +650,7 @@ def build_due(config: Config, store: DigestStore, clock: Clock, vocabulary: Voca
     now = clock.now()
     since, until = due_period(config, store, now)
     digest = collect(config, store, vocabulary, since=since, until=until)
-    return digest, message(digest, require(config))
+    return digest, message(digest, settings(config))
 
 
 def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabulary,
@@ -648,7 +659,7 @@ def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabu
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     digest = collect(config, store, vocabulary, since=start, until=clock.now(), undelivered_only=False,
                      preview=True)
-    return digest, message(digest, require(config))
+    return digest, message(digest, settings(config))
 
 
 def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, vocabulary: Vocabulary, *,
