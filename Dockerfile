@@ -12,7 +12,8 @@ RUN groupadd --system --gid 10001 monitor \
  && useradd --system --uid 10001 --gid monitor --home-dir /data --no-create-home --shell /usr/sbin/nologin monitor
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# queries.toml and taxonomy.toml too: monitor/sample/ links to them (`monitor demo` ships them in the package)
+COPY pyproject.toml README.md queries.toml taxonomy.toml ./
 COPY monitor ./monitor
 RUN pip install . && rm -rf /src
 

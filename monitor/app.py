@@ -16,14 +16,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from .clock import Clock, SystemClock, clock_from_env
 from .config import Config, Query, load_config, resolve_config_path
-from .cycle import Cycle, Progress
-from .entrez import EntrezClient, RateLimiter
 from .errors import UsageError
-from .lease import CYCLE, DIGEST, Lease
+from .lease import CYCLE, DIGEST
 from .types import (
     JobStatus,
     PaperFilter,
@@ -38,8 +34,13 @@ from .types import (
 )
 
 if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` start faster without them
+    import httpx
+
+    from .cycle import Cycle, Progress
     from .digest import Digest, DigestReport, Vocabulary
+    from .entrez import EntrezClient
     from .feeds import PublishReport
+    from .lease import Lease
     from .scheduler import Daemon
     from .search import SearchRequest
     from .storage import Storage
@@ -121,6 +122,8 @@ class App:
 
     def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
         """A new E-utilities client (closed with the app)."""
+        from .entrez import EntrezClient, RateLimiter
+
         o = self.overrides
         options: dict[str, Any] = {"transport": o.transport}
         if o.monotonic is not None:
@@ -135,6 +138,8 @@ class App:
     def lease(self, name: str, purpose: str) -> Lease:
         """A lease on the database. Its clock is always the real one: lease times are compared across
         processes, which MONITOR_NOW (this process's data clock) must not skew."""
+        from .lease import Lease
+
         cfg = self.config.schedule
         return Lease(self.store, name, purpose=purpose, clock=SystemClock(), seconds=cfg.lease_seconds,
                      heartbeat=cfg.heartbeat_seconds)
@@ -169,6 +174,8 @@ class App:
         what is stored. ``stop`` is asked between batches; a lost lease stops the cycle the same way.
         Raises :class:`~monitor.errors.Stopped` if stopped, :class:`~monitor.errors.PublishError` if the
         feeds could not be written (the papers are stored either way)."""
+        from .cycle import Cycle
+
         tagger = self.tagger()  # a broken taxonomy stops us before the database or NCBI is touched
         if since is not None and since > self.clock.now().date():
             raise UsageError(f"--since: {since} is in the future")
@@ -185,6 +192,7 @@ class App:
             return stop() if stop is not None else None
 
         with lease.held(wait):
+            lease.wait_quiet(self.overrides.sleep)  # the previous holder's last requests a rate window behind
             dead = self.store.close_dead_runs(
                 self.clock.now(), "its process died mid-cycle (its lease lapsed unreleased); "
                                   "the next cycle covered its window again")
@@ -294,10 +302,9 @@ class App:
 
     def digest_preview(self, since: dt.date | None = None) -> tuple[Digest, EmailMessage]:
         """The digest that is due (or, with ``since``, every paper first found since then), built and
-        rendered but neither sent nor logged."""
+        rendered but neither sent nor logged. Needs no ``[digest]`` table (the defaults are used)."""
         from . import digest
 
-        digest.require(self.config)
         if since is None:
             return digest.build_due(self.config, self.store, self.clock, self.vocabulary())
         if since > self.clock.now().date():

@@ -1,4 +1,4 @@
-"""Reference-manager formats: stored papers → RIS, BibTeX and CSL-JSON. Pure formatting, no I/O but the
+r"""Reference-manager formats: stored papers → RIS, BibTeX and CSL-JSON. Pure formatting, no I/O but the
 stream it is handed.
 
 Each format carries what a reference manager needs to cite and find a paper: type, title, authors, journal
@@ -7,6 +7,21 @@ abstract, language and keywords. Keywords (which Zotero turns into tags) are the
 descriptors and the monitor's own tags as ``condition:psoriasis``, ``intervention:probiotics``,
 ``design:rct`` and ``gut-skin-relevant``. Field choices follow Zotero's importers: RIS ``T2`` is the
 journal and ``J2`` its abbreviation, ``AN`` the PMID; BibTeX values are LaTeX-escaped UTF-8.
+
+What citeproc (pandoc, Zotero, citation-js) does to BibTeX, and what we write against it:
+
+- Titles (and journal names) are sentence-cased: a capitalised word is lowercased unless braced, and the
+  first word and the word after ``.``/``:``/``?``/``!`` are capitalised. So every title word with a capital
+  letter (acronyms,
+  genes, species, chemical prefixes: ``{K-ras}``, ``{IL-17}``, ``{Lactobacillus}``, ``{SCORAD}``,
+  ``{D-glucose}``) and every word that starts a sentence is braced; the title then comes out as written.
+  A journal's name is braced whole.
+- ``--`` and ``---`` are TeX's en and em dashes: written ``-{}-`` so two hyphens stay two hyphens.
+- ``doi`` and ``url`` are read verbatim (``\_`` would stay a backslash and an underscore): written as they
+  are, never escaped.
+- A family name BibTeX would split ("van der Berg": "van der" taken as a particle) is braced.
+- A collective author is one braced name; in RIS, where a comma splits family from given names, a
+  collective name's commas are written as semicolons.
 """
 
 from __future__ import annotations
@@ -16,15 +31,19 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from .formats import pubmed_url
 from .types import Article, Author, StoredPaper
 
-PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _PUB_DATE = re.compile(r"^(\d{4})(?:\s+([A-Z][a-z]{2})(?:\s+(\d{1,2}))?)?(?![-\w])")
 _LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "&": r"\&", "%": r"\%", "$": r"\$",
-          "#": r"\#", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+          "#": r"\#", "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\u00a0": "~"}
 _LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX))
+_DOUBLE_HYPHEN = re.compile(r"-(?=-)")
+# A title word that ends a sentence: citeproc capitalises the word after it (closing quotes and brackets may
+# follow the punctuation).
+_ENDS_SENTENCE = re.compile(r"[.:?!][\"')\]}’”]*$")
 
 
 # ------------------------------------------------------------------ shared field helpers
@@ -76,8 +95,13 @@ def _family_given(author: Author) -> tuple[str, str | None]:
     return author.last_name or author.display_name, author.fore_name or author.initials
 
 
+# Whitespace that breaks a line or is plain spacing; a no-break space (U+00A0, "de\u00a0novo") is part of
+# the text and stays (BibTeX writes it as "~").
+_SPACING = re.compile(r"[ \t\n\r\f\v\x1c-\x1f\x85\u2028\u2029]+")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return _SPACING.sub(" ", text).strip(" ")
 
 
 # ------------------------------------------------------------------ RIS
@@ -100,7 +124,11 @@ def ris_fields(paper: StoredPaper) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = [("TY", "BOOK" if a.kind == "book" else "JOUR"), ("TI", _one_line(a.title))]
     for author in a.authors:
         family, given = _family_given(author)
-        fields.append(("AU", _one_line(f"{family}, {given}" if given else family)))
+        if author.collective_name:
+            # One name: RIS readers split "family, given" at the comma, so a collective name keeps none.
+            fields.append(("AU", ris_collective(family)))
+        else:
+            fields.append(("AU", _one_line(f"{family}, {given}" if given else family)))
     parts = date_parts(a)
     if parts:
         fields.append(("PY", str(parts[0])))
@@ -114,7 +142,7 @@ def ris_fields(paper: StoredPaper) -> list[tuple[str, str]]:
                        ("DO", a.doi), ("AN", a.pmid)):
         if value:
             fields.append((tag, _one_line(value)))
-    fields.append(("UR", PUBMED_URL.format(pmid=a.pmid)))
+    fields.append(("UR", pubmed_url(a.pmid)))
     if a.pmcid:
         fields.append(("C2", a.pmcid))  # EndNote's place for the PMCID
     for language in a.languages:
@@ -127,12 +155,66 @@ def ris_fields(paper: StoredPaper) -> list[tuple[str, str]]:
     return fields
 
 
+def ris_collective(name: str) -> str:
+    """A collective author as one RIS name: its commas (which readers take as the family/given split, e.g.
+    "COVIDSurg Collaborative, GlobalSurg Collaborative") written as semicolons."""
+    return _one_line(name).replace(", ", "; ").replace(",", ";")
+
+
 # ------------------------------------------------------------------ BibTeX
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters; everything else (ö, ß, α, –) stays as UTF-8."""
-    return _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], _one_line(text))
+    """Escape LaTeX's special characters; everything else (ö, ß, α, –) stays as UTF-8. ``--`` is written
+    ``-{}-`` (TeX would make it an en dash)."""
+    escaped = _LATEX_RE.sub(lambda m: _LATEX[m.group(0)], _one_line(text))
+    return _DOUBLE_HYPHEN.sub("-{}", escaped) if "--" in escaped else escaped
+
+
+def bibtex_title(text: str) -> str:
+    """A title LaTeX-escaped with the words citeproc would re-case braced (see the module docstring):
+    every word with a capital letter, and a word that starts a sentence."""
+    words = []
+    sentence_start = True
+    for word in _one_line(text).split(" "):  # no-break spaces stay inside a word
+        escaped = latex_escape(word)
+        has_letter = any(c.isalpha() for c in word)
+        if any(c.isupper() for c in word) or (sentence_start and has_letter):
+            # A group that starts with a command ({\$IL}) is a "special character" to BibTeX, whose
+            # letters it would still re-case: brace it twice.
+            escaped = f"{{{{{escaped}}}}}" if escaped.startswith("\\") else f"{{{escaped}}}"
+        words.append(escaped)
+        if has_letter or _ENDS_SENTENCE.search(word):
+            sentence_start = bool(_ENDS_SENTENCE.search(word))
+    return " ".join(words)
+
+
+def bibtex_family(family: str) -> str:
+    """A family name as written: braced when BibTeX would otherwise take part of it for a particle or a given
+    name ("van der Berg", "Caron de Fromentel", a family name alone with spaces)."""
+    escaped = latex_escape(family)
+    plain = escaped[:1].isupper() and " " not in escaped and "," not in escaped and "~" not in escaped
+    return escaped if plain else "{" + escaped + "}"
+
+
+def bibtex_name(text: str) -> str:
+    """A journal's name, braced whole: it is a name, kept as written (citeproc would sentence-case it)."""
+    return "{" + latex_escape(text) + "}"
+
+
+def bibtex_verbatim(value: str) -> str:
+    """A ``doi`` or ``url`` value as written: citeproc reads these fields verbatim, so escaping would add
+    characters. Only what cannot stand in a braced BibTeX value is percent-encoded (a DOI or URL means the
+    same with ``%7B``): unbalanced braces and backslashes; whitespace is removed."""
+    value = "".join(value.split())
+    depth = 0
+    for c in value:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth < 0:
+            break
+    if depth == 0 and "\\" not in value:
+        return value
+    return value.replace("%", "%25").replace("\\", "%5C").replace("{", "%7B").replace("}", "%7D")
 
 
 def write_bibtex(papers: Iterable[StoredPaper], out: TextIO) -> int:
@@ -158,26 +240,34 @@ def bibtex_fields(paper: StoredPaper) -> list[tuple[str, str]]:
         if author.collective_name:
             names.append("{" + latex_escape(family) + "}")  # braced: never split into first/last names
         else:
-            names.append(latex_escape(f"{family}, {given}" if given else family))
-    fields: list[tuple[str, str]] = [("title", latex_escape(a.title))]
+            names.append(bibtex_family(family) + (f", {latex_escape(given)}" if given else ""))
+    fields: list[tuple[str, str]] = [("title", bibtex_title(a.title))]
     if names:
         fields.append(("author", " and ".join(names)))
     if j.title:
-        fields.append(("journal", latex_escape(j.title)))
+        fields.append(("journal", bibtex_name(j.title)))
     if j.iso_abbreviation:
-        fields.append(("shortjournal", latex_escape(j.iso_abbreviation)))
+        fields.append(("shortjournal", bibtex_name(j.iso_abbreviation)))
     parts = date_parts(a)
     if parts:
         fields.append(("year", str(parts[0])))
         if len(parts) > 1:
             fields.append(("month", str(parts[1])))
     start, end = page_range(j.pages)
-    pages = f"{start}--{end}" if start and end else start
-    for name, value in (("volume", j.volume), ("number", j.issue), ("pages", pages), ("issn", j.issn),
-                        ("doi", a.doi), ("pmid", a.pmid), ("pmcid", a.pmcid)):
+    pages = f"{latex_escape(start)}--{latex_escape(end)}" if start and end else start and latex_escape(start)
+    for name, value in (("volume", j.volume), ("number", j.issue)):
         if value:
             fields.append((name, latex_escape(value)))
-    fields.append(("url", PUBMED_URL.format(pmid=a.pmid)))
+    if pages:
+        fields.append(("pages", pages))
+    if j.issn:
+        fields.append(("issn", latex_escape(j.issn)))
+    if a.doi:
+        fields.append(("doi", bibtex_verbatim(a.doi)))
+    for name, value in (("pmid", a.pmid), ("pmcid", a.pmcid)):
+        if value:
+            fields.append((name, latex_escape(value)))
+    fields.append(("url", bibtex_verbatim(pubmed_url(a.pmid))))
     if a.languages:
         fields.append(("language", latex_escape(", ".join(a.languages))))
     if a.abstract:
@@ -212,7 +302,7 @@ def csl_item(paper: StoredPaper) -> dict[str, Any]:
     optional = {
         "container-title": j.title, "container-title-short": j.iso_abbreviation, "volume": j.volume,
         "issue": j.issue, "page": f"{start}-{end}" if start and end else start, "ISSN": j.issn,
-        "DOI": a.doi, "PMID": a.pmid, "PMCID": a.pmcid, "URL": PUBMED_URL.format(pmid=a.pmid),
+        "DOI": a.doi, "PMID": a.pmid, "PMCID": a.pmcid, "URL": pubmed_url(a.pmid),
         "language": ", ".join(a.languages) or None, "abstract": a.abstract_text or None,
     }
     item.update({k: v for k, v in optional.items() if v})

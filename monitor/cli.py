@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import click
 
 from . import __version__
-from .app import App, Overrides
 from .errors import MonitorError, UsageError
-from .export import WRITERS as EXPORT_FORMATS
-from .search import FORMATS as SEARCH_FORMATS
-from .types import QueryReport, StatusReport
+from .formats import EXPORT_FORMATS, SEARCH_FORMATS, printable
 
-if TYPE_CHECKING:
-    from .cycle import Progress
+if TYPE_CHECKING:  # the rest is imported where a command needs it: `monitor --help` loads almost nothing
+    from .app import App, Overrides
     from .feeds import PublishReport
+    from .serve import FeedServer
+    from .types import QueryReport, StatusReport
 
 log = logging.getLogger("monitor")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,6 +110,8 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Watch PubMed for gut–skin axis research: fetch, store, tag and publish new papers."""
     _configure_logging(verbose, debug)
+    from .app import App, Overrides
+
     # Tests pass Overrides (an in-process NCBI, a virtual clock) as the context object.
     overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()
     ctx.obj = Session(App(config_path, overrides), debug=debug, verbose=verbose)
@@ -155,8 +156,7 @@ def run(app: App, query_names: tuple[str, ...], since: str | None, wait: float) 
     with _progress() as progress:
 
         def show(report: QueryReport) -> None:
-            # rich's live bar redirects stdout, so plain echo lands above the bar.
-            click.echo(_report_line(report, width))
+            progress.echo(_report_line(report, width))
 
         result = app.run_cycle(purpose="monitor run", wait=wait, queries=queries, since=start, on_query=show,
                                progress=progress)
@@ -179,14 +179,16 @@ def _report_line(r: QueryReport, width: int, total: bool = False) -> str:
         counts += f"  deleted {r.deleted}"
     if r.skipped:
         counts += f"  skipped {r.skipped} malformed"
+    if r.missing:
+        counts += f"  MISSING {r.missing}"
     status = r.status.upper() if r.status != "ok" else "ok"
     line = f"{r.name:<{width}}  {status:<8}  {counts}"
     if r.window and not total:
         line += f"  [{r.window[0]}..{r.window[1]}]"
     if r.message and r.status != "ok":
-        line += f"\n{'':<{width}}  {r.message}"
+        line += f"\n{'':<{width}}  {printable(r.message)}"
     elif r.message:
-        line += f"  ({r.message})"
+        line += f"  ({printable(r.message)})"
     return line
 
 
@@ -249,15 +251,24 @@ def export(app: App, fmt: str, out: str | None, include_deleted: bool, **filter_
 
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[TextIO]:
-    """Write to a temporary file beside ``path`` and rename it into place only when complete."""
+    """Write to a temporary file beside ``path`` and rename it into place only when complete. The file gets
+    the permissions an ordinary new file would (the umask), or keeps those of the file it replaces (the
+    temporary file is created private)."""
     if path.is_dir():
         raise UsageError(f"--out: {path} is a directory; give a file name")
     if not path.parent.exists():
         raise UsageError(f"--out: folder {path.parent} does not exist")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
+            os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -362,7 +373,7 @@ def status_lines(s: StatusReport) -> Iterator[str]:
         took = f", {(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
         yield f"  #{r.id} {r.started_at:%Y-%m-%d %H:%M} UTC  {r.status}{took}"
         for qr in r.queries:
-            note = f"  {qr.message}" if qr.message and qr.status != "ok" else ""
+            note = f"  {printable(qr.message)}" if qr.message and qr.status != "ok" else ""
             yield f"      {qr.name}: {qr.status}, found {qr.found}, new {qr.new}, updated {qr.updated}{note}"
     yield from _schedule_lines(s)
 
@@ -391,7 +402,7 @@ def _schedule_lines(s: StatusReport) -> Iterator[str]:
             yield "      never fired"
             continue
         finished = (f", finished {state.last_finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.last_finished_at else "")
-        message = f" ({state.message})" if state.message and state.outcome not in ("ok", "sent") else ""
+        message = f" ({printable(state.message)})" if state.message and state.outcome not in ("ok", "sent") else ""
         yield (f"      last fire {state.last_fire_at:%Y-%m-%d %H:%M:%S} UTC{finished}: "
                f"{state.outcome or 'running'}{message}")
     for name, row in s.leases:
@@ -431,6 +442,11 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     _echo_publish(app.publish(folder))
     server = FeedServer(folder, host=host, port=port)
     app.close()  # the database is not needed while serving files
+    _serve_until_stopped(server, folder)
+
+
+def _serve_until_stopped(server: FeedServer, folder: Path) -> None:
+    """Serve until SIGTERM or Ctrl-C (exit 0), then close the server."""
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -440,9 +456,40 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     sys.stdout.flush()
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.close()
     click.echo("stopped")
+
+
+@command(cli)
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("monitor-demo"),
+              show_default=True, help="The demo folder (its config, database, feeds and digest preview).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the feeds on this port (default 8080, or any free port if 8080 is taken; 0: any free).")
+@click.option("--no-serve", is_flag=True, help="Write the folder and stop (do not serve the feeds).")
+def demo(app: App, folder: Path, port: int | None, no_serve: bool) -> None:
+    """Try the whole monitor offline in under a minute: a monitoring cycle over real gut-skin records bundled
+    with it (through a built-in NCBI stand-in), their tags, the RSS feeds and a digest preview in a folder of
+    its own, then the feeds served until Ctrl-C. Running it again changes nothing."""
+    from . import demo as demos
+
+    started = time.perf_counter()
+    server, note = (None, None) if no_serve else demos.open_server(folder / "feeds", port)
+    try:
+        url = server.url if server else f"http://127.0.0.1:{port or demos.DEFAULT_PORT}/"
+        report = demos.run(folder, url, started=started)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    for line in demos.describe(report):
+        click.echo(line)
+    if server is not None:
+        if note:
+            click.echo(f"({note})")
+        _serve_until_stopped(server, report.folder / "feeds")
 
 
 # ------------------------------------------------------------------ digest
@@ -475,6 +522,9 @@ def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: b
                 fh.write(data.decode("ascii"))
         click.echo(f"{'wrote' if out else 'printed'} the digest{' to ' + out if out else ''}: "
                    f"{_digest_counts(built)}; nothing was sent or marked sent", err=True)
+        if app.config.digest is None:
+            click.echo("(no [digest] table in the config: previewed with the default settings; add one to send "
+                       "digests, see README 'Weekly digest')", err=True)
         return
     report = app.send_digest(force=force)
     if report.status == "not_due":
@@ -482,9 +532,14 @@ def digest(app: App, dry_run: bool, out: str | None, since: str | None, force: b
         click.echo(f"no digest due: the last one (up to {report.last_sent:%Y-%m-%d %H:%M} UTC) was sent; the next is "
                    f"due from {report.next_due:%Y-%m-%d %H:%M} UTC (--force sends one now)")
         return
-    assert report.digest is not None
-    click.echo(f"sent digest #{report.digest_id} to {len(report.recipients) - len(report.refused)} of "
-               f"{len(report.recipients)} recipients: {_digest_counts(report.digest)}")
+    delivered = f"{len(report.recipients) - len(report.refused)} of {len(report.recipients)} recipients"
+    if report.status == "resumed":
+        click.echo(f"sent digest #{report.digest_id} again to {delivered}, exactly as built before it was "
+                   f"interrupted (same Message-ID, so a copy the server already had is shown once): "
+                   f"{report.subject}; run `monitor digest` again for a newer one if due")
+    else:
+        assert report.digest is not None
+        click.echo(f"sent digest #{report.digest_id} to {delivered}: {_digest_counts(report.digest)}")
     if report.refused:
         click.echo(f"monitor: warning: the SMTP server refused {', '.join(report.refused)}; check digest.to",
                    err=True)
@@ -580,6 +635,9 @@ class _PlainProgress:
     def end(self, query: str) -> None:
         self.totals.pop(query, None)
 
+    def echo(self, line: str) -> None:
+        click.echo(line)
+
 
 class _RichProgress:
     def __init__(self) -> None:
@@ -606,9 +664,16 @@ class _RichProgress:
         if task is not None:
             self.bar.remove_task(task)
 
+    def echo(self, line: str) -> None:
+        """A result line on stdout on a line of its own: the bar (on stderr, the same terminal) is taken
+        down while it is written and drawn again below it."""
+        self.bar.stop()
+        click.echo(line)
+        self.bar.start()
+
 
 @contextlib.contextmanager
-def _progress() -> Iterator[Progress]:
+def _progress() -> Iterator[_PlainProgress | _RichProgress]:
     if sys.stderr.isatty():
         progress = _RichProgress()
         with progress.bar:

@@ -24,6 +24,7 @@ DEFAULT_BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 DEFAULT_DB_URL = "sqlite:///db/monitor.sqlite3"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HINT = "see README 'Configuration'"
+MAX_EVERY_SECONDS = 366 * 86400
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -39,6 +40,8 @@ class EntrezConfig:
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
     batch_size: int = 200
+    deadline: float = 300.0  # seconds one attempt may take from sending to the last byte
+    max_response_mb: float = 128.0  # a response's size cap, compressed and decompressed
 
     @property
     def requests_per_second(self) -> int:
@@ -226,6 +229,8 @@ def _entrez(r: TableReader, env: Mapping[str, str]) -> EntrezConfig:
         backoff_seconds=r.number("backoff_seconds", float, 1.0, 0, 600),
         max_backoff_seconds=r.number("max_backoff_seconds", float, 60.0, 0, 3600),
         batch_size=r.number("batch_size", int, 200, 1, 10000),
+        deadline=r.number("deadline", float, 300.0, 1, 86400),
+        max_response_mb=r.number("max_response_mb", float, 128.0, 1, 4096),
     )
     r.done()
     if not re.match(r"^https?://[^\s/]+", cfg.base_url):
@@ -244,7 +249,32 @@ def _storage(r: TableReader, path: Path, env: Mapping[str, str]) -> StorageConfi
     r.done()
     if "://" not in url:
         r.fail("url", f"must be a SQLAlchemy URL like {DEFAULT_DB_URL!r}, not {url!r}")
-    return StorageConfig(url=absolute_sqlite_url(url, path.resolve().parent))
+    where = "MONITOR_DB_URL" if env.get("MONITOR_DB_URL") else f"{r.file}: storage.url"
+    resolved = absolute_sqlite_url(url, path.resolve().parent)
+    _check_database_url(resolved, is_default=url == DEFAULT_DB_URL, where=where)
+    return StorageConfig(url=resolved)
+
+
+def _check_database_url(url: str, *, is_default: bool, where: str) -> None:
+    """A SQLite file must go in a folder that exists (only the default ``db/`` beside the config is made on
+    first use: a typo must not silently start an empty database elsewhere); another database's driver must
+    be installed."""
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        folder = Path(url[len("sqlite:///"):]).parent
+        if not folder.is_dir() and not is_default:
+            raise ConfigError(f"{where}: the folder {folder} does not exist; create it (or fix the path: a "
+                              "new, empty database would be started there)")
+        return
+    scheme = url.split("://", 1)[0]
+    drivers = {"postgresql+psycopg": ("psycopg", "psycopg[binary]"), "postgresql": ("psycopg2", "psycopg2-binary"),
+               "postgresql+psycopg2": ("psycopg2", "psycopg2-binary")}
+    if scheme in drivers:
+        module, package = drivers[scheme]
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"{where}: {scheme} needs the {module} package, which is not installed: "
+                              f"pip install '{package}' (or pip install 'gut-skin-monitor[postgres]')")
 
 
 def _tagging(r: TableReader, path: Path) -> TaggingConfig:
@@ -338,8 +368,8 @@ def _schedule(r: TableReader) -> ScheduleConfig:
             seconds = parse_duration(raw)
         except ValueError as exc:
             r.fail("every", str(exc))
-        if seconds < 1:
-            r.fail("every", f"must be at least 1 second, not {raw!r}")
+        if not 1 <= seconds <= MAX_EVERY_SECONDS:
+            r.fail("every", f"must be between 1 second and 366 days, not {raw!r}")
         cycle = JobSchedule(None, seconds, timezone)
     else:
         cycle = JobSchedule(_cron(r, "cycle", DEFAULT_CYCLE_CRON, timezone), None, timezone)

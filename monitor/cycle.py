@@ -25,7 +25,7 @@ from typing import Protocol
 from .clock import Clock
 from .config import Config, Query
 from .entrez import EntrezClient
-from .errors import EntrezError, QueryDegraded, Stopped
+from .errors import EntrezError, QueryDegraded, Stopped, Unreachable
 from .interfaces import CycleStore
 from .terms import apply_fallbacks, fallback_note, refusal
 from .types import ParsedItem, QueryReport, QueryState, RecordError, RunReport, SearchResult, Tagger
@@ -96,6 +96,8 @@ class _Tally:
     deleted: int = 0
     skipped: int = 0
     fetched: set[str] = field(default_factory=set)
+    returned: set[str] = field(default_factory=set)  # every PMID EFetch answered for, malformed ones too
+    missing: list[str] = field(default_factory=list)  # asked for twice, never returned
 
 
 class Cycle:
@@ -135,6 +137,9 @@ class Cycle:
             try:
                 if isinstance(exc, Stopped):
                     self.store.finish_run(run_id, self.clock.now(), "stopped", str(exc))
+                elif isinstance(exc, KeyboardInterrupt):
+                    self.store.finish_run(run_id, self.clock.now(), "interrupted",
+                                          "interrupted (Ctrl-C); every stored batch is complete")
                 else:
                     self.store.finish_run(run_id, self.clock.now(), "failed", f"{type(exc).__name__}: {exc}")
             except Exception:
@@ -166,12 +171,18 @@ class Cycle:
                 self.store.set_watermark(query.name, query.term, now, (window.start, window.end), run_id)
             else:
                 notes.append("watermark kept: --since starts after the usual window")
+            if tally.missing:
+                shown = ", ".join(tally.missing[:10]) + (" …" if len(tally.missing) > 10 else "")
+                notes.append(f"EFetch did not return {len(tally.missing)} record(s) though asked twice "
+                             f"(PMIDs {shown}); the next run asks again")
             message = "; ".join(notes) or None
         except QueryDegraded as exc:
             status = "degraded"
             message = f"query {query.name!r} is degraded: {refusal(exc.problems, term)}"
             if notes:
                 message += f" ({'; '.join(notes)}, and the result was still degraded)"
+        except Unreachable:
+            raise  # no query can reach NCBI either: the cycle stops here, with one line
         except EntrezError as exc:
             status, message = "failed", str(exc)
         finally:
@@ -179,7 +190,7 @@ class Cycle:
         report = QueryReport(
             name=query.name, status=status, window=(window.start, window.end), found=tally.found,
             new=tally.new, updated=tally.updated, deleted=tally.deleted, skipped=tally.skipped,
-            message=message, seconds=round(time.monotonic() - began, 3),
+            missing=len(tally.missing), message=message, seconds=round(time.monotonic() - began, 3),
         )
         log.info("query=%s status=%s window=%s..%s found=%d new=%d updated=%d deleted=%d skipped=%d "
                  "seconds=%.2f", query.name, status, window.start, window.end, tally.found, tally.new,
@@ -218,6 +229,7 @@ class Cycle:
             wanted = set(unknown)
             for batch in batches:
                 self._store(batch, query, tally, run_id, wanted)
+            self._fetch_missing(unknown, query, tally, run_id)
 
     def _ingest_revisions(self, query: Query, term: str, start: dt.date, end: dt.date, tally: _Tally,
                           run_id: int) -> None:
@@ -231,6 +243,22 @@ class Cycle:
             self.progress.begin(query.name, len(candidates))
             for batch in self.client.efetch(candidates):
                 self._store(batch, query, tally, run_id, set(candidates))
+            self._fetch_missing(candidates, query, tally, run_id)
+
+    def _fetch_missing(self, asked: list[str], query: Query, tally: _Tally, run_id: int) -> None:
+        """EFetch sometimes returns fewer records than asked for: ask once more for the ones it left out,
+        then report those still missing (the next run, whose window overlaps, asks again)."""
+        missing = [p for p in asked if p not in tally.returned]
+        if not missing:
+            return
+        log.warning("query %s: EFetch did not return %d of the %d records asked for; asking again",
+                    query.name, len(missing), len(asked))
+        for batch in self.client.efetch(missing):
+            self._store(batch, query, tally, run_id, set(missing))
+        still = [p for p in missing if p not in tally.returned]
+        tally.missing.extend(still)
+        if still:
+            log.warning("query %s: EFetch did not return PMIDs %s", query.name, ", ".join(still[:20]))
 
     def _check_stop(self) -> None:
         reason = self.stop() if self.stop is not None else None
@@ -241,6 +269,7 @@ class Cycle:
                wanted: set[str]) -> None:
         self._check_stop()  # a fetched batch is stored whole or not at all: stop before, never during
         good: list[ParsedItem] = []
+        tally.returned.update(item.pmid for item in batch if item.pmid)
         for item in batch:
             if isinstance(item, RecordError):
                 tally.skipped += 1

@@ -21,7 +21,7 @@ import re
 import smtplib
 import ssl
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -33,14 +33,15 @@ import jinja2
 from .clock import Clock
 from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
+from .formats import PUBMED, pubmed_url, short_authors
 from .interfaces import DigestStore
-from .types import Article, QueryReport, RunSummary, StoredPaper
+from .types import Article, DigestRecord, QueryReport, RunSummary, StoredPaper
 from .types import StatusChange as StoredChange
 
 if TYPE_CHECKING:
     from .tagging import Taxonomy
 
-PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
+AUTHORS_SHOWN = 3  # a digest entry names this many authors, then "et al."
 # Status changes worth an email: the reader may already cite the paper.
 STATUS_KINDS = ("retraction", "expression_of_concern", "erratum", "deleted")
 STATUS_LABELS = {"retraction": "Retracted", "expression_of_concern": "Expression of concern",
@@ -54,7 +55,9 @@ DESIGN_BADGES = {
 }
 OTHER_CONDITION = "Other or unspecified skin condition"
 OTHER_INTERVENTION = "No specific intervention (microbiome, gut pathology, mechanisms)"
-PUBMED_LINK_PMIDS = 200  # PMIDs per PubMed search link: keeps each URL well under 2,000 characters
+PUBMED_LINK_PMIDS = 20  # PMIDs per PubMed search link: a link stays under 300 characters
+PUBMED_LINKS_MAX = 3  # links per list; past that the digest names the `monitor search` that lists them
+TEXT_WIDTH = 72  # the text part's wrapping width (lines never pass 78 columns, a lone long URL aside)
 SUMMARY_CHARS = 600
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -88,22 +91,31 @@ class DigestPaper:
     journal: str
     year: int | None
     badges: tuple[str, ...]  # study designs, strongest first
-    tags: tuple[str, ...]  # condition and intervention labels
-    summary: str  # the abstract's conclusion (or its first sentences)
+    conditions: tuple[str, ...]  # condition labels
+    interventions: tuple[str, ...]  # intervention and exposure labels
+    summary: str  # the abstract's conclusion (or its concluding sentences)
     relevance: float
     retracted: bool
+
+    @property
+    def citation(self) -> str:
+        """"Smith J, Lee KH, Park S, et al. J Invest Dermatol. 2024": authors, journal, year as sentences
+        (a part that already ends with a full stop gets no second one)."""
+        return sentences([self.authors, self.journal, str(self.year) if self.year else ""])
 
 
 @dataclass(frozen=True, slots=True)
 class Subgroup:
     label: str
     papers: tuple[DigestPaper, ...]
+    specific: bool = True  # an intervention, not "no specific intervention"
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
     label: str
     subgroups: tuple[Subgroup, ...]
+    specific: bool = True  # a condition, not "other or unspecified"
 
     @property
     def count(self) -> int:
@@ -179,10 +191,26 @@ class Digest:
     def not_relevant_links(self) -> tuple[str, ...]:
         return pubmed_links(self.not_relevant)
 
+    @property
+    def overflow_unlinked(self) -> int:
+        """Overflow papers past the PubMed links (see :data:`PUBMED_LINKS_MAX`)."""
+        return max(0, len(self.overflow) - PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX)
+
+    @property
+    def not_relevant_unlinked(self) -> int:
+        return max(0, len(self.not_relevant) - PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX)
+
+    @property
+    def search_command(self) -> str:
+        """The `monitor search` that lists every paper first found in this digest's period."""
+        start, end = (d.date() for d in self.period)
+        return f"monitor search --date found --since {start:%Y-%m-%d} --until {end:%Y-%m-%d} --limit 0"
+
 
 @dataclass(frozen=True, slots=True)
 class DigestReport:
-    """What :func:`send_due` did. ``status``: sent | not_due."""
+    """What :func:`send_due` did. ``status``: sent | resumed (an interrupted digest sent again as it was
+    built; ``digest`` is then None) | not_due."""
 
     status: str
     digest: Digest | None = None
@@ -267,8 +295,10 @@ def _group(papers: list[StoredPaper], vocabulary: Vocabulary) -> tuple[Group, ..
         subs = buckets[condition]
         groups.append(Group(
             label=vocabulary.label(condition) if condition else OTHER_CONDITION,
-            subgroups=tuple(Subgroup(label=vocabulary.label(i) if i else OTHER_INTERVENTION, papers=tuple(subs[i]))
+            subgroups=tuple(Subgroup(label=vocabulary.label(i) if i else OTHER_INTERVENTION, papers=tuple(subs[i]),
+                                     specific=i is not None)
                             for i in order(subs, vocabulary.interventions)),
+            specific=condition is not None,
         ))
     return tuple(groups)
 
@@ -278,10 +308,12 @@ def _paper(p: StoredPaper, vocabulary: Vocabulary) -> DigestPaper:
     assert t is not None
     designs = sorted(t.designs, key=lambda d: list(DESIGN_BADGES).index(d) if d in DESIGN_BADGES else 99)
     return DigestPaper(
-        pmid=a.pmid, title=one_line(a.title) or "(no title)", url=pubmed_url(a.pmid), authors=short_authors(a),
+        pmid=a.pmid, title=one_line(a.title) or "(no title)", url=pubmed_url(a.pmid),
+        authors=short_authors(author_names(a), AUTHORS_SHOWN),
         journal=one_line(a.journal.iso_abbreviation or a.journal.title or ""), year=a.year,
         badges=tuple(DESIGN_BADGES.get(d, vocabulary.label(d)) for d in designs),
-        tags=tuple(vocabulary.label(x) for x in (*t.conditions, *t.interventions)),
+        conditions=tuple(vocabulary.label(x) for x in t.conditions),
+        interventions=tuple(vocabulary.label(x) for x in t.interventions),
         summary=summary(a), relevance=t.relevance, retracted=a.is_retracted,
     )
 
@@ -313,10 +345,20 @@ def _coverage(runs: list[RunSummary], queries: Sequence[str]) -> tuple[QueryCove
 # ------------------------------------------------------------------ text helpers (pure)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_INLINE_CONCLUSION = re.compile(r"(?:^|\n|\.\s)\s*(?:conclusions?|interpretation)\s*:\s*", re.IGNORECASE)
+# "Conclusion: …", or "Conclusion" as a heading on a line of its own.
+_INLINE_CONCLUSION = re.compile(r"(?:^|\n|\.\s)\s*(?:conclusions?|interpretation)(?:\s*:\s*|[ \t]*\n\s*)",
+                                re.IGNORECASE)
 _CONCLUDING = re.compile(r"^(?:in conclusion|in summary|to conclude|taken together|collectively|overall|"
                          r"(?:these|our) (?:findings|results|data)|we conclude|this study (?:shows|suggests|"
                          r"demonstrates))\b", re.IGNORECASE)
+# Sentences that close an abstract without concluding anything.
+_BOILERPLATE = re.compile(
+    r"^(?:\(?(?:c|©)\)?\s*(?:\d{4}|copyright)|copyright\b|©|trial registration|clinical ?trials?\.gov|"
+    r"(?:clinical )?trial (?:registration|number)|registration number|prospero|level of evidence|funding|"
+    r"this article is protected|all rights reserved|published by|(?:nct|isrctn|chictr|drks|actrn)\s*[-:]?\s*\d)",
+    re.IGNORECASE)
+_FINISHED = re.compile(r"[.!?…][\"'’”)\]]*$")
+CONCLUDING_MIN_CHARS = 100  # a last sentence shorter than this brings the one before it
 # Inline headings of an abstract flattened into one section ("OBJECTIVE: …"): not part of a sentence.
 _INLINE_HEADING = re.compile(r"(?:(?<=^)|(?<=\s))(?:background|introduction|objectives?|aims?|purpose|context|"
                              r"importance|methods?|design|setting|results?|findings)\s*:\s+", re.IGNORECASE)
@@ -328,33 +370,36 @@ def one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
-def pubmed_url(pmid: str) -> str:
-    return f"{PUBMED}{pmid}/"
-
-
 def pubmed_links(pmids: Sequence[str]) -> tuple[str, ...]:
     """PubMed searches listing these PMIDs (PubMed takes PMIDs separated by spaces), at most
-    :data:`PUBMED_LINK_PMIDS` a link."""
+    :data:`PUBMED_LINK_PMIDS` a link (so a link stays short enough to read and to copy from a phone) and at
+    most :data:`PUBMED_LINKS_MAX` links: a list of thousands (after a backfill) is not linked PMID by PMID;
+    the digest names the local search that lists them instead."""
+    limit = PUBMED_LINK_PMIDS * PUBMED_LINKS_MAX
     return tuple(PUBMED + "?" + urllib.parse.urlencode({"term": " ".join(pmids[i:i + PUBMED_LINK_PMIDS])})
-                 for i in range(0, len(pmids), PUBMED_LINK_PMIDS))
+                 for i in range(0, min(len(pmids), limit), PUBMED_LINK_PMIDS))
 
 
-def short_authors(article: Article, limit: int = 3) -> str:
-    """``Smith J, Lee KH, Park S, et al.`` (PubMed's short form)."""
-    names = []
+def sentences(parts: Iterable[str]) -> str:
+    """Non-empty parts joined as sentences ("Smith J, et al. J Invest Dermatol. 2024"): each part's own
+    final full stop is the separator, never doubled ("et al.." is what joining with ". " gives)."""
+    return ". ".join(p.rstrip(". ") for p in parts if p.rstrip(". "))
+
+
+def author_names(article: Article) -> Iterator[str]:
+    """Surname and initials (collective names as written), one line each, lazily."""
     for a in article.authors:
         if a.collective_name:
-            names.append(one_line(a.collective_name))
+            yield one_line(a.collective_name)
         elif a.last_name:
-            names.append(one_line(f"{a.last_name} {a.initials or ''}"))
-    if len(names) > limit:
-        return ", ".join(names[:limit]) + ", et al."
-    return ", ".join(names)
+            yield one_line(f"{a.last_name} {a.initials or ''}")
 
 
 def summary(article: Article, limit: int = SUMMARY_CHARS) -> str:
     """The abstract's conclusion: a CONCLUSIONS section, an inline ``Conclusion:`` heading, a sentence that
-    opens a conclusion (``In conclusion, …``); failing those, its first two sentences."""
+    opens a conclusion (``In conclusion, …``); failing those (an unstructured abstract), its concluding
+    sentences: the last one, with the one before when the last is short, leaving out trailing trial
+    registrations, copyright lines and the like."""
     sections = article.abstract
     concl = [s.text for s in sections if (s.category or "").upper() == "CONCLUSIONS"
              or (s.label or "").upper().startswith(("CONCLUSION", "INTERPRETATION"))]
@@ -364,11 +409,16 @@ def summary(article: Article, limit: int = SUMMARY_CHARS) -> str:
     inline = list(_INLINE_CONCLUSION.finditer(whole))
     if inline:
         return _clip(one_line(whole[inline[-1].end():]), limit)
-    sentences = _SENTENCE_END.split(_INLINE_HEADING.sub("", one_line(whole)))
-    for i, sentence in enumerate(sentences):
+    found = [s for s in _SENTENCE_END.split(_INLINE_HEADING.sub("", one_line(whole))) if s]
+    for i, sentence in enumerate(found):
         if i and _CONCLUDING.match(sentence):
-            return _clip(" ".join(sentences[i:i + 2]), limit)
-    return _clip(" ".join(sentences[:2]), limit)
+            return _clip(" ".join(found[i:i + 2]), limit)
+    while found and (_BOILERPLATE.match(found[-1]) or not _FINISHED.search(found[-1])):
+        found.pop()  # closing boilerplate, or a last sentence cut off mid-way (PubMed truncates some abstracts)
+    if not found:
+        return ""
+    last = found[-1:] if len(found[-1]) >= CONCLUDING_MIN_CHARS else found[-2:]
+    return _clip(" ".join(last), limit)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -386,16 +436,44 @@ def _environment(autoescape: bool) -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters["wrap"] = _wrap
+    env.filters["fit"] = _fit
     env.filters["day"] = lambda d: f"{d:%-d %b %Y}"
     env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
     return env
 
 
-def _wrap(text: str, width: int = 72, indent: str = "") -> str:
-    import textwrap
+_URL = re.compile(r"^(?:https?|ftp)://\S+$")
+LINE_MAX = 78  # no line of the text part is longer (a URL alone on its line aside)
 
-    return "\n".join(textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent,
-                                   break_long_words=False, break_on_hyphens=False)) or indent.rstrip()
+
+def _fit(text: str, indent: str = "") -> str:
+    """One line as it is (spacing kept, e.g. a table row) if it fits in :data:`LINE_MAX` columns, else wrapped."""
+    line = indent + text
+    return line if len(line) <= LINE_MAX else _wrap(text, indent=indent)
+
+
+def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
+    """Words filled into lines of ``width`` columns after ``indent``. A URL longer than a line gets a line
+    of its own (whole, so mail clients can link it); any other word longer than a line is cut, so no line
+    but a lone URL's passes the width."""
+    lines: list[str] = []
+    line = ""
+    room = max(width - len(indent), 20)
+    for word in text.split():
+        while len(word) > room and not _URL.match(word):
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:room])
+            word = word[room:]
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        lines.append(line)
+    return "\n".join(indent + w for w in lines) or indent.rstrip()
 
 
 def render_text(digest: Digest) -> str:
@@ -530,6 +608,17 @@ def require(config: Config) -> DigestConfig:
     return config.digest
 
 
+# A preview needs no mail settings: without a [digest] table it uses the defaults, addressed to placeholders
+# (RFC 2606 example addresses; a preview is never sent).
+PREVIEW_SETTINGS = DigestConfig(sender="Gut-skin monitor <monitor@example.org>", recipients=("you@example.org",))
+
+
+def settings(config: Config) -> DigestConfig:
+    """The ``[digest]`` settings, or :data:`PREVIEW_SETTINGS` without that table (for building and previewing
+    only: sending calls :func:`require`)."""
+    return config.digest or PREVIEW_SETTINGS
+
+
 def next_due(last_sent_end: dt.datetime, interval_days: int) -> dt.datetime:
     """A digest is due once 80% of the interval has passed since the last one sent, so a send that was
     retried a day late does not push every later week back (the scheduler decides the exact time)."""
@@ -539,7 +628,7 @@ def next_due(last_sent_end: dt.datetime, interval_days: int) -> dt.datetime:
 def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since: dt.datetime, until: dt.datetime,
             undelivered_only: bool = True, preview: bool = False) -> Digest:
     """Read what a digest for ``[since, until]`` contains and build it."""
-    cfg = require(config)
+    cfg = settings(config)
     return build(
         store.papers_first_found(since, until, undelivered_only=undelivered_only),
         store.status_events_of_delivered(since, until, STATUS_KINDS, undelivered_only=undelivered_only),
@@ -552,7 +641,7 @@ def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since
 def due_period(config: Config, store: DigestStore, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """From the end of the last sent digest (or ``first_days`` back, for the first one) to now."""
     last = store.last_sent_digest()
-    start = last.period_end if last else now - dt.timedelta(days=require(config).first_days)
+    start = last.period_end if last else now - dt.timedelta(days=settings(config).first_days)
     return (min(start, now), now)
 
 
@@ -561,7 +650,7 @@ def build_due(config: Config, store: DigestStore, clock: Clock, vocabulary: Voca
     now = clock.now()
     since, until = due_period(config, store, now)
     digest = collect(config, store, vocabulary, since=since, until=until)
-    return digest, message(digest, require(config))
+    return digest, message(digest, settings(config))
 
 
 def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabulary,
@@ -570,19 +659,28 @@ def preview(config: Config, store: DigestStore, clock: Clock, vocabulary: Vocabu
     start = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     digest = collect(config, store, vocabulary, since=start, until=clock.now(), undelivered_only=False,
                      preview=True)
-    return digest, message(digest, require(config))
+    return digest, message(digest, settings(config))
 
 
 def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, vocabulary: Vocabulary, *,
              force: bool = False) -> DigestReport:
-    """Build and send the digest if one is due (or ``force``), logging which papers it delivered.
+    """Send the digest if one is due (or ``force``), logging which papers it delivered: the one entry point
+    for `monitor digest` and the daemon, which call it holding the digest lease (so never two at once).
 
-    The one entry point for the CLI and the scheduler. Returns ``not_due`` when the last digest sent is
-    recent; raises :class:`MailError` (after logging the digest as failed) when sending fails, leaving its
-    papers due for the next digest."""
+    Exactly once, as far as SMTP allows: the message (with its Message-ID) is stored with the digest's row
+    *before* it is sent. A digest a crash left ``pending`` is sent again from that row — the same bytes,
+    the same Message-ID — before anything new is built; mail clients collapse the copy if the server had
+    already accepted the first. Returns ``not_due`` when the last digest sent is recent; raises
+    :class:`MailError` (after logging the digest as failed) when sending fails, leaving its papers due."""
     cfg = require(config)
     if isinstance(mailer, SmtpMailer):
         mailer.check()  # a missing password is a config problem: say so before building anything
+    for pending in store.pending_digests():
+        if pending.message is not None:
+            return _resume(pending, store, clock, mailer, cfg)
+        # Left by a version that did not keep messages: nothing to resend; its papers become due again.
+        store.finish_digest(pending.id, "failed", clock.now(), "interrupted before it was sent (no stored "
+                            "message to resend); its papers went into the next digest")
     now = clock.now()
     last = store.last_sent_digest()
     if last is not None and not force:
@@ -594,17 +692,37 @@ def send_due(config: Config, store: DigestStore, clock: Clock, mailer: Mailer, v
     msg = message(digest, cfg)
     digest_id = store.begin_digest(created_at=now, period=(since, until), subject=str(msg["Subject"]),
                                    recipients=cfg.recipients, message_id=str(msg["Message-ID"]),
-                                   papers_by_section=digest.sections, event_ids=digest.event_ids)
+                                   papers_by_section=digest.sections, event_ids=digest.event_ids,
+                                   message=bytes(msg))
+    refused = _send(mailer, msg, digest_id, store, clock, f"its {digest.new_count} new papers stay due and go in "
+                                                           "the next digest")
+    return DigestReport(status="sent", digest=digest, digest_id=digest_id, subject=str(msg["Subject"]),
+                        recipients=cfg.recipients, refused=refused, last_sent=until,
+                        next_due=next_due(until, cfg.interval_days), message=msg)
+
+
+def _resume(pending: DigestRecord, store: DigestStore, clock: Clock, mailer: Mailer,
+            cfg: DigestConfig) -> DigestReport:
+    """Send an interrupted digest again, exactly as it was built (same bytes, same Message-ID)."""
+    assert pending.message is not None
+    msg = email.message_from_bytes(pending.message, _class=EmailMessage, policy=email.policy.default)
+    refused = _send(mailer, msg, pending.id, store, clock, "its papers stay due and go in the next digest")
+    return DigestReport(status="resumed", digest_id=pending.id, subject=pending.subject,
+                        recipients=pending.recipients, refused=refused, last_sent=pending.period_end,
+                        next_due=next_due(pending.period_end, cfg.interval_days), message=msg)
+
+
+def _send(mailer: Mailer, msg: EmailMessage, digest_id: int, store: DigestStore, clock: Clock,
+          consequence: str) -> tuple[str, ...]:
+    """Send a logged digest and record the outcome: ``sent``, or ``failed`` (then :class:`MailError`)."""
     try:
         refused = mailer.send(msg)
     except MailError as exc:
         store.finish_digest(digest_id, "failed", clock.now(), str(exc))
-        raise MailError(f"{exc}. Digest #{digest_id} is logged as failed; its {digest.new_count} new "
-                        "papers stay due and go in the next digest") from exc
-    except BaseException as exc:
+        raise MailError(f"{exc}. Digest #{digest_id} is logged as failed; {consequence}") from exc
+    except Exception as exc:
         store.finish_digest(digest_id, "failed", clock.now(), f"{type(exc).__name__}: {exc}")
         raise
+    # A signal or Ctrl-C here leaves it pending: the next send resends the same message (never a rebuild).
     store.finish_digest(digest_id, "sent", clock.now())
-    return DigestReport(status="sent", digest=digest, digest_id=digest_id, subject=str(msg["Subject"]),
-                        recipients=cfg.recipients, refused=refused, last_sent=until,
-                        next_due=next_due(until, cfg.interval_days), message=msg)
+    return refused

@@ -17,11 +17,14 @@ import collections
 import datetime as dt
 import logging
 import random
+import re
+import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from lxml import etree
@@ -29,7 +32,7 @@ from lxml import etree
 from . import __version__, pubmed
 from .clock import parse_http_date
 from .config import EntrezConfig
-from .errors import EntrezError, ParseError, QueryDegraded, RateLimited
+from .errors import EntrezError, ParseError, QueryDegraded, RateLimited, Unreachable
 from .terms import DEGRADING  # ErrorList/WarningList entries after which NCBI ran a broader search
 from .types import ParsedItem, SearchResult
 
@@ -39,6 +42,7 @@ T = TypeVar("T")
 # PubMed ESearch never returns ids past position 9,999 (retstart ≤ 9998).
 ESEARCH_CAP = 9999
 RATE_WINDOW_SECONDS = 1.0  # NCBI counts each key's requests over this window
+_NUMBER = re.compile(r"[0-9]{1,18}")  # PMIDs and counts: fits a 64-bit column, never a float or a sign
 _SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
@@ -100,7 +104,39 @@ class Slice:
 
 
 class _Retry(Exception):
-    """A response worth retrying (broken body, NCBI backend error)."""
+    """A response worth retrying (broken body, NCBI backend error, a body too slow or badly encoded)."""
+
+
+class _Failure(Exception):
+    """Why an attempt failed: ``problem`` for the log, the server's ``retry_after``, whether it was a 429,
+    and ``local`` when the cause is on this side of the network (then retrying cannot help)."""
+
+    def __init__(self, problem: str, *, retry_after: float | None = None, rate_limited: bool = False,
+                 local: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+        self.local = local
+
+
+class _TooLarge(Exception):
+    """A response over ``max_response_mb``: not retried (it would only be as large again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+# Causes of a failed connection that no retry can cure: the name does not resolve, nothing listens there.
+_LOCAL_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (socket.gaierror, "cannot resolve {host}: check the network connection or the proxy settings"),
+    (ConnectionRefusedError, "nothing answers at {host}:{port} (connection refused): check entrez.base_url / "
+                             "MONITOR_EUTILS_URL, the network or the proxy"),
+)
 
 
 class EntrezClient:
@@ -123,7 +159,8 @@ class EntrezClient:
         self._http = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            headers={"User-Agent": f"{config.tool}/{__version__}"},
+            # Only encodings _receive decodes itself (under the size cap): no brotli or zstd.
+            headers={"User-Agent": f"{config.tool}/{__version__}", "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
         )
 
@@ -231,6 +268,9 @@ class EntrezClient:
     # ---------------------------------------------------------------- transport
 
     def _call(self, endpoint: str, params: dict[str, str], parse: Callable[[bytes], T]) -> T:
+        """One E-utilities request with NCBI's etiquette, retried on transient failures (429, 5xx, timeouts,
+        resets, broken or slow bodies); a local network failure raises :class:`Unreachable` after one quick
+        second try, a response over the size cap :class:`EntrezError` at once."""
         url = f"{self.config.base_url}/{endpoint}.fcgi"
         data = {**params, "tool": self.config.tool}
         if self.config.email:
@@ -238,52 +278,92 @@ class EntrezClient:
         if self.config.api_key:
             data["api_key"] = self.config.api_key
         attempts = self.config.max_attempts
-        problem = ""
+        unreachable: str | None = None
         for attempt in range(1, attempts + 1):
-            retry_after: float | None = None
-            rate_limited = False
             self.limiter.acquire()
             self.requests_sent[endpoint] += 1
             try:
-                response = self._http.post(url, data=data)
-            except httpx.TimeoutException as exc:
-                problem = f"timed out ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc or 'no detail'})"
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        return parse(response.content)
-                    except _Retry as exc:
-                        problem = str(exc)
-                elif status == 429 or status >= 500:
-                    rate_limited = status == 429
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                    problem = f"HTTP {status} {_snippet(response.content)}"
-                else:
-                    raise EntrezError(
-                        f"{endpoint}: HTTP {status} from {url} ({_snippet(response.content)}); "
-                        "check entrez.base_url / MONITOR_EUTILS_URL",
-                        url=url,
-                        status=status,
-                    )
+                return self._attempt(endpoint, url, data, parse)
+            except _Failure as failure:
+                problem, retry_after, rate_limited = failure.problem, failure.retry_after, failure.rate_limited
+                local = failure.local
+            if local is not None:
+                if unreachable is not None or attempt == attempts:
+                    raise Unreachable(f"{local} (the cycle stopped: nothing was fetched or stored)", url=url)
+                unreachable = local  # once more after a short pause: a hiccup, or really no way out
             if attempt == attempts:
                 kind = RateLimited if rate_limited else EntrezError
-                raise kind(
-                    f"{endpoint} failed after {attempts} attempts: {problem} "
-                    f"({url}); NCBI may be down: the next run retries from the same point",
-                    url=url,
-                )
+                raise kind(f"{endpoint} failed after {attempts} attempts: {problem} "
+                           f"({url}); NCBI may be down: the next run retries from the same point", url=url)
             delay = self._backoff(attempt, retry_after)
+            if local is not None:
+                delay = min(delay, 1.0)
             if rate_limited:
                 # NCBI counts requests per key over one second, rejected ones included, and another process
                 # may share the key (a daemon handing over to the next): retrying within that second only
                 # fills it again.
                 delay = max(delay, RATE_WINDOW_SECONDS)
-            log.warning("%s attempt %d/%d: %s; retrying in %.2fs", endpoint, attempt, attempts, problem, delay)
+            # A local cause is said once, by Unreachable, if the second try fails too.
+            log.log(logging.INFO if local else logging.WARNING, "%s attempt %d/%d: %s; retrying in %.2fs",
+                    endpoint, attempt, attempts, problem, delay)
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _attempt(self, endpoint: str, url: str, data: dict[str, str], parse: Callable[[bytes], T]) -> T:
+        """One attempt: the parsed answer, or a :class:`_Failure` saying why and whether to retry."""
+        try:
+            response = self._receive(url, data)
+        except _Retry as exc:
+            raise _Failure(str(exc)) from None
+        except _TooLarge as exc:
+            raise EntrezError(f"{endpoint}: {exc} ({url})", url=url) from None
+        except httpx.TimeoutException as exc:
+            raise _Failure(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise _Failure(f"connection failed ({type(exc).__name__}: {exc or 'no detail'})",
+                           local=_local_cause(exc, url)) from None
+        if response.status == 200:
+            try:
+                return parse(response.body)
+            except _Retry as exc:
+                raise _Failure(str(exc)) from None
+        if response.status == 429 or response.status >= 500:
+            raise _Failure(f"HTTP {response.status} {_snippet(response.body)}",
+                           retry_after=_retry_after(response.headers.get("Retry-After")),
+                           rate_limited=response.status == 429)
+        raise EntrezError(f"{endpoint}: HTTP {response.status} from {url} ({_snippet(response.body)}); "
+                          "check entrez.base_url / MONITOR_EUTILS_URL", url=url, status=response.status)
+
+    def _receive(self, url: str, data: dict[str, str]) -> _Response:
+        """POST and read the whole answer within ``deadline`` seconds and ``max_response_mb``, decoding gzip
+        or deflate here, under the cap: a slow drip cannot hold a run, a compressed bomb cannot fill memory.
+        (httpx's timeouts are per read: a server sending a byte every few seconds never trips them.)"""
+        cap = int(self.config.max_response_mb * 1024 * 1024)
+        give_up = time.monotonic() + self.config.deadline
+        with self._http.stream("POST", url, data=data) as response:
+            if response.is_stream_consumed:  # built in memory (a test transport): httpx decoded it already
+                if len(response.content) > cap:
+                    raise _TooLarge(_too_large(self.config.max_response_mb, "decompressed"))
+                return _Response(response.status_code, response.headers, response.content)
+            decoder = _decoder(response.headers.get("Content-Encoding"))
+            received = 0
+            body = bytearray()
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if received > cap:
+                    raise _TooLarge(_too_large(self.config.max_response_mb, "compressed"))
+                body += _decode(decoder, chunk, cap - len(body), self.config.max_response_mb)
+                if time.monotonic() > give_up:
+                    raise _Retry(f"the answer was still arriving after {self.config.deadline:g}s "
+                                 f"({received} bytes so far; entrez.deadline)")
+            if decoder is not None:
+                try:
+                    body += decoder.flush()
+                except zlib.error as exc:
+                    raise _Retry(f"corrupt compressed body ({exc})") from None
+                if decoder.eof is False and received:
+                    raise _Retry("the compressed body ended early")
+        return _Response(response.status_code, response.headers, bytes(body))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter, capped; never shorter than the server's Retry-After."""
@@ -308,13 +388,18 @@ def parse_esearch(body: bytes) -> SearchResult:
     error = root.findtext("ERROR")
     if error is not None:
         raise _Retry(f"NCBI error: {' '.join(error.split())}")
-    count_text = root.findtext("Count")
-    if count_text is None or not count_text.strip().isdigit():
-        raise _Retry(f"esearch body without a Count: {_snippet(body)}")
+    count_text = (root.findtext("Count") or "").strip()
+    if not _NUMBER.fullmatch(count_text):
+        raise _Retry(f"esearch body without a usable Count ({count_text[:40]!r}): {_snippet(body)}")
+    ids = tuple((e.text or "").strip() for e in root.iterfind("IdList/Id"))
+    bad = next((i for i in ids if not _NUMBER.fullmatch(i)), None)
+    if bad is not None:
+        raise _Retry(f"esearch listed {bad[:40]!r}, which is not a PMID (a number of at most 18 digits)")
+    retstart = (root.findtext("RetStart") or "0").strip()
     return SearchResult(
         count=int(count_text),
-        ids=tuple((e.text or "").strip() for e in root.iterfind("IdList/Id")),
-        retstart=int(root.findtext("RetStart") or 0),
+        ids=ids,
+        retstart=int(retstart) if _NUMBER.fullmatch(retstart) else 0,
         webenv=root.findtext("WebEnv"),
         query_key=root.findtext("QueryKey"),
         query_translation=root.findtext("QueryTranslation"),
@@ -334,6 +419,60 @@ def _parse_efetch(body: bytes) -> list[ParsedItem]:
         return list(pubmed.parse(body))
     except ParseError as exc:
         raise _Retry(f"broken efetch body: {exc}") from None
+
+
+def _decoder(encoding: str | None) -> Any:
+    """A zlib decompressor for a Content-Encoding (None: identity). An encoding we did not ask for is a
+    broken answer, retried."""
+    name = (encoding or "identity").strip().lower()
+    if name in ("identity", ""):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    raise _Retry(f"the answer came in an encoding we did not ask for: Content-Encoding {encoding!r}")
+
+
+def _decode(decoder: Any, chunk: bytes, room: int, cap_mb: float) -> bytes:
+    """``chunk`` decompressed, refusing to produce more than ``room`` bytes (the rest of the cap)."""
+    if decoder is None:
+        if len(chunk) > room:
+            raise _TooLarge(_too_large(cap_mb, "decompressed"))
+        return chunk
+    try:
+        out: bytes = decoder.decompress(chunk, room + 1)
+    except zlib.error as exc:
+        raise _Retry(f"corrupt compressed body ({exc})") from None
+    if len(out) > room or decoder.unconsumed_tail:
+        raise _TooLarge(_too_large(cap_mb, "decompressed"))
+    return out
+
+
+def _too_large(cap_mb: float, what: str) -> str:
+    return (f"the answer is over {cap_mb:g} MB {what} (entrez.max_response_mb): lower entrez.batch_size, or "
+            "raise the cap if your records really are that large")
+
+
+def _local_cause(exc: httpx.TransportError, url: str) -> str | None:
+    """The one-line reason when a connection failed on our side of the network (name resolution, nobody
+    listening, a proxy that refuses), else None."""
+    target = httpx.URL(url)
+    if isinstance(exc, httpx.ProxyError):
+        return f"the proxy refused to connect to {target.host} ({exc}): check HTTPS_PROXY/HTTP_PROXY"
+    cause: BaseException | None = exc
+    while cause is not None:
+        for kind, text in _LOCAL_CAUSES:
+            if isinstance(cause, kind):
+                return text.format(host=target.host, port=target.port or (443 if target.scheme == "https" else 80))
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or \
+            "Temporary failure in name resolution" in text:
+        return _LOCAL_CAUSES[0][1].format(host=target.host)
+    if "Connection refused" in text:
+        return _LOCAL_CAUSES[1][1].format(host=target.host, port=target.port or 443)
+    return None
 
 
 def _retry_after(value: str | None) -> float | None:

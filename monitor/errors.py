@@ -7,6 +7,7 @@ one into a single line on stderr and an exit code (``exit_code``), never a trace
     │   └── SearchSyntaxError  a search the index cannot run (empty, only exclusions …)
     ├── EntrezError          E-utilities gave up or answered an error (exit 1)
     │   ├── RateLimited      HTTP 429 after every retry
+    │   ├── Unreachable      no route to NCBI at all (DNS, refused, proxy): the cycle stops at once
     │   └── QueryDegraded    NCBI dropped part of a query (PhraseNotFound, FieldNotFound …)
     ├── ParseError           a response that is not the XML we asked for
     ├── StorageError         database unreachable, locked, or schema problems
@@ -64,6 +65,11 @@ class EntrezError(MonitorError):
 
 class RateLimited(EntrezError):
     """NCBI kept answering HTTP 429."""
+
+
+class Unreachable(EntrezError):
+    """NCBI cannot be reached for a local reason (the name does not resolve, nothing listens, the proxy
+    refuses): retrying for minutes, or trying the other queries, cannot help; the cycle stops at once."""
 
 
 class QueryDegraded(EntrezError):

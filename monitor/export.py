@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from .citations import write_bibtex, write_csl_json, write_ris
+from .formats import csv_cell
 from .types import StoredPaper
 
 CSV_COLUMNS = (
@@ -57,13 +58,19 @@ def write_jsonl(papers: Iterable[StoredPaper], out: TextIO) -> int:
 
 
 def write_csv(papers: Iterable[StoredPaper], out: TextIO) -> int:
+    """One row per paper; no cell can start a spreadsheet formula (:func:`~monitor.formats.csv_cell`)."""
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     n = 0
     for paper in papers:
-        writer.writerow(_csv_row(paper))
+        writer.writerow(csv_row(paper))
         n += 1
     return n
+
+
+def csv_row(paper: StoredPaper) -> dict[str, Any]:
+    """A paper's CSV cells, each made safe for spreadsheets."""
+    return {key: csv_cell(value) for key, value in _csv_row(paper).items()}
 
 
 def _csv_row(paper: StoredPaper) -> dict[str, Any]:

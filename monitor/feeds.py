@@ -6,8 +6,14 @@ intervention (``probiotics.xml``), per condition × intervention pair that has p
 ``limit`` items; older items live on RFC 5005 archive pages (``archive/<feed>/<n>.xml``, page 1 the oldest;
 a page is only written once it is full, so it never changes) linked with ``prev-archive``. A paper that was
 already delivered and is then retracted, corrected, flagged or updated gets a separate status-change item;
-the paper's own item keeps its guid (``pubmed:<pmid>``). ``feeds.opml`` lists every feed; ``index.html``
-links them with counts and explains the tag ids.
+the paper's own item keeps its guid. ``feeds.opml`` lists every feed; ``index.html`` links them with counts
+and explains the tag ids.
+
+Item guids are unique per feed, not per paper: ``pubmed:<pmid>`` in ``main.xml`` and
+``pubmed:<pmid>/<feed id>`` elsewhere (``pubmed:123/psoriasis``, ``pubmed:123/psoriasis/probiotics``,
+``pubmed:123/query/gut-skin-axis``; a feed's archive pages use its id), status items likewise
+(``pubmed:<pmid>:retraction:<notice>/<feed id>``). Readers such as newsboat key items by guid across every
+subscription, so a guid shared by two feeds leaves the paper in only one of them.
 
 :func:`plan_feeds` is pure: (relevant papers, status changes, taxonomy, settings) → which documents exist
 and which items each holds; :func:`render_document` turns one into the bytes to write, the same for the
@@ -37,7 +43,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -48,15 +54,19 @@ from lxml import etree
 from . import __version__
 from .config import FeedsConfig
 from .errors import PublishError
+from .formats import pubmed_url, short_authors
 from .interfaces import FeedStore
 from .tagging import Taxonomy
 from .types import FeedRow, StatusChange
 
-__all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "plan_feeds", "publish", "render_document"]
+__all__ = ["Document", "FeedDef", "Plan", "PublishReport", "clean_text", "feed_guid", "plan_feeds", "publish",
+           "render_document"]
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005
-PUBMED = "https://pubmed.ncbi.nlm.nih.gov/"
+AUTHORS_SHOWN = 5  # a feed item names this many authors, then "et al."
+LOCK_FILE = ".lock"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _IOV_MAX = 512  # pieces per writev call (Linux and macOS allow 1024)
 MANIFEST = ".monitor-feeds.json"  # the files we wrote last time, so stale ones can go (never anything else)
 
@@ -104,7 +114,7 @@ class FeedDef:
 class ItemRef:
     """One item of a feed before rendering: a paper, or a status change of a paper."""
 
-    guid: str
+    guid: str  # the item's key: its guid in the main feed (other feeds add their id, see feed_guid)
     at: dt.datetime
     pmid: str
     fingerprint: str  # changes whenever the rendered item would
@@ -142,8 +152,12 @@ class Plan:
     papers: int
     status_items: int
 
+    def newest(self) -> dt.datetime | None:
+        """When the newest item of any feed is dated (what the OPML list and the index say they date from)."""
+        return max((d.items[-1].at for d in self.documents if d.items), default=None)
 
-RENDER_VERSION = "1"  # bump when the rendering changes, so every document is written again
+
+RENDER_VERSION = "2"  # bump when the rendering changes, so every document is written again
 
 
 def plan_feeds(rows: Sequence[FeedRow], changes: Sequence[StatusChange], taxonomy: Taxonomy,
@@ -239,6 +253,17 @@ def _item_key(item: ItemRef) -> tuple[dt.datetime, str]:
     return (item.at, item.guid)
 
 
+def feed_id(feed_path: str) -> str:
+    """The id of a feed in its items' guids: its path without ``.xml`` (``psoriasis/probiotics``)."""
+    return feed_path[:-len(".xml")] if feed_path.endswith(".xml") else feed_path
+
+
+def feed_guid(item_key: str, feed_path: str) -> str:
+    """The guid an item has in one feed: ``pubmed:<pmid>`` in the main feed, ``pubmed:<pmid>/<feed id>`` in
+    every other (readers key items by guid across subscriptions, so no two feeds may share one)."""
+    return item_key if feed_path == "main.xml" else f"{item_key}/{feed_id(feed_path)}"
+
+
 def _label(taxonomy: Taxonomy, tag_id: str) -> str:
     tag = taxonomy.tags.get(tag_id)
     return clean_text(tag.label) if tag else tag_id.replace("_", " ")
@@ -313,22 +338,36 @@ def rfc822(at: dt.datetime) -> str:
             f"{u.hour:02d}:{u.minute:02d}:{u.second:02d} +0000")
 
 
-def _item_xml(title: str, link: str, guid: str, at: dt.datetime, description: str, content: str,
-              authors: str, categories: Iterable[tuple[str, str]]) -> bytes:
+class RenderedItem(NamedTuple):
+    """One ``<item>`` in two pieces around the end of its guid: ``head`` ends with the item's key
+    (``…<guid isPermaLink="false">pubmed:123``), ``tail`` starts after ``</guid>``. Each document puts its
+    own guid ending between them (:func:`_guid_end`), so an item is still serialised only once."""
+
+    head: bytes
+    tail: bytes
+
+
+def _guid_end(feed_path: str) -> bytes:
+    """What follows an item's key in this feed's guids (see :func:`feed_guid`), with the closing tag."""
+    return f"{_text(feed_guid('', feed_path))}</guid>".encode()
+
+
+def _item_xml(title: str, link: str, key: str, at: dt.datetime, description: str, content: str,
+              authors: str, categories: Iterable[tuple[str, str]]) -> RenderedItem:
     """One RSS 2.0 ``<item>``, serialised once and placed into every document that carries it (the channel
     around the items is feedgen's; feedgen's own entries cost about 100 µs each to build). Every text
     passed in is already clean (callers build it from clean_text'ed parts and our own constants)."""
     cdata = content.replace("]]>", "]]&gt;")
-    parts = [f"<item><title>{_text(title)}</title><link>{_text(link)}</link>"
-             f"<description>{_text(description)}</description>"
-             f"<content:encoded><![CDATA[{cdata}]]></content:encoded>"
-             f'<guid isPermaLink="false">{_text(guid)}</guid>']
-    parts += [f'{_category_open(domain)}{_text(term)}</category>' for term, domain in categories]
+    head = (f"<item><title>{_text(title)}</title><link>{_text(link)}</link>"
+            f"<description>{_text(description)}</description>"
+            f"<content:encoded><![CDATA[{cdata}]]></content:encoded>"
+            f'<guid isPermaLink="false">{_text(key)}')
+    parts = [f'{_category_open(domain)}{_text(term)}</category>' for term, domain in categories]
     parts.append(f"<pubDate>{rfc822(at)}</pubDate>")
     if authors:
         parts.append(f"<dc:creator>{_text(authors)}</dc:creator>")
     parts.append("</item>")
-    return "".join(parts).encode("utf-8")
+    return RenderedItem(head.encode("utf-8"), "".join(parts).encode("utf-8"))
 
 
 class _Labels(dict[str, str]):
@@ -342,12 +381,12 @@ class _Labels(dict[str, str]):
 
 
 def _paper_xml(pmid: str, at: dt.datetime, record: Mapping[str, Any], tagging: Mapping[str, Any],
-               labels: Mapping[str, str], base: str) -> bytes:
+               labels: Mapping[str, str], base: str) -> RenderedItem:
     title = clean_text(record.get("title")) or f"(untitled) PMID {pmid}"
     retracted = is_retracted(record)
     if retracted:
         title = f"[Retracted] {title}"
-    authors = short_authors(record.get("authors") or ())
+    authors = short_authors(author_names(record.get("authors") or ()), AUTHORS_SHOWN)
     why = why_tagged(tagging.get("evidence") or (), labels)
     conditions, interventions = tagging.get("conditions") or (), tagging.get("interventions") or ()
     designs_ids = tagging.get("designs") or ()
@@ -359,27 +398,28 @@ def _paper_xml(pmid: str, at: dt.datetime, record: Mapping[str, Any], tagging: M
     categories += [(d, f"{base}index.html#designs") for d in designs_ids]
     tags = [labels[t] for t in (*conditions, *interventions)]
     content = _paper_html(pmid, record, retracted, authors, source, designs, tags, why)
-    return _item_xml(title, f"{PUBMED}{pmid}/", f"pubmed:{pmid}", at, description, content, authors, categories)
+    return _item_xml(title, pubmed_url(pmid), f"pubmed:{pmid}", at, description, content, authors, categories)
 
 
-def _status_xml(ref: ItemRef, record: Mapping[str, Any], base: str) -> bytes:
+def _status_xml(ref: ItemRef, record: Mapping[str, Any], base: str) -> RenderedItem:
     change = ref.change
     assert change is not None
     pmid = ref.pmid
     label = STATUS_LABEL.get(change.kind, change.kind.replace("_", " ").capitalize())
     original = clean_text(record.get("title")) or f"PMID {pmid}"
-    notice = f"{PUBMED}{change.notice_pmid}/" if change.notice_pmid else None
+    notice = pubmed_url(change.notice_pmid) if change.notice_pmid else None
     sentence = STATUS_SENTENCE.get(change.kind, f"Status change: {label}.")
     source = journal_line(record)
-    description = f"{sentence} Original paper: {original} ({source}) {PUBMED}{pmid}/"
+    description = f"{sentence} Original paper: {original} ({source}) {pubmed_url(pmid)}"
     e = _html
     parts = [f"<p><strong>{e(sentence)}</strong></p>",
-             f'<p>Original paper: <a href="{PUBMED}{e(pmid)}/">{e(original)}</a> — {e(source)}</p>']
+             f'<p>Original paper: <a href="{e(pubmed_url(pmid))}">{e(original)}</a> — {e(source)}</p>']
     if notice:
         parts.append(f'<p>Notice: <a href="{e(notice)}">PMID {e(change.notice_pmid or "")}</a></p>')
     categories = [("status_change", f"{base}index.html#status"), (change.kind, f"{base}index.html#status")]
-    return _item_xml(f"[{label}] {original}", notice or f"{PUBMED}{pmid}/", ref.guid, change.at, description,
-                     "\n".join(parts), short_authors(record.get("authors") or ()), categories)
+    authors = short_authors(author_names(record.get("authors") or ()), AUTHORS_SHOWN)
+    return _item_xml(f"[{label}] {original}", notice or pubmed_url(pmid), ref.guid, change.at, description,
+                     "\n".join(parts), authors, categories)
 
 
 def is_retracted(record: Mapping[str, Any]) -> bool:
@@ -388,23 +428,13 @@ def is_retracted(record: Mapping[str, Any]) -> bool:
         p.get("name") == "Retracted Publication" for p in record.get("publication_types") or ())
 
 
-def short_authors(authors: Sequence[Mapping[str, Any]], limit: int = 6) -> str:
-    """"Smith J, Doe A, Roe B, et al." (surname and initials; collective names as written)."""
-    names: list[str] = []
+def author_names(authors: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+    """Surname and initials (collective names as written) of a stored record's authors, lazily."""
     for au in authors:
         if au.get("collective_name"):
-            name = clean_text(au["collective_name"])
+            yield clean_text(au["collective_name"])
         elif au.get("last_name"):
-            name = clean_text(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
-        else:
-            continue
-        if name:
-            names.append(name)
-            if len(names) > limit:
-                break  # enough to know "et al." is due (consortium papers list hundreds of authors)
-    if len(names) > limit:
-        return ", ".join(names[:limit - 1]) + ", et al."
-    return ", ".join(names)
+            yield clean_text(f"{au['last_name']} {au['initials']}" if au.get("initials") else au["last_name"])
 
 
 def journal_line(record: Mapping[str, Any]) -> str:
@@ -427,8 +457,8 @@ def why_tagged(evidence: Sequence[Mapping[str, Any]], labels: Mapping[str, str])
     parts = []
     seen: set[str] = set()
     for ev in evidence:
-        tag_id = str(ev.get("tag"))
-        if tag_id in seen or ev.get("kind") not in ("condition", "intervention"):
+        tag_id = str(ev.get("tag") or "")
+        if not tag_id or tag_id in seen or ev.get("kind") not in ("condition", "intervention"):
             continue
         seen.add(tag_id)
         where = str(ev.get("source", "")).replace("abstract:", "abstract, ").replace("_", " ").lower()
@@ -449,7 +479,7 @@ def _paper_html(pmid: str, record: Mapping[str, Any], retracted: bool, authors: 
     if doi:
         href = doi if _DOI_SAFE.fullmatch(doi) else quote(doi, safe="/:;()._-<>")
         cite += f' <a href="https://doi.org/{e(href)}">doi:{e(doi)}</a>'
-    out.append(f'<p>{cite} <a href="{PUBMED}{e(pmid)}/">PMID {e(pmid)}</a></p>')
+    out.append(f'<p>{cite} <a href="{e(pubmed_url(pmid))}">PMID {e(pmid)}</a></p>')
     out.append(f"<p><strong>Design:</strong> {e(designs)}"
                + (f" · <strong>Tags:</strong> {e(', '.join(tags))}" if tags else "") + "</p>")
     if why:
@@ -488,10 +518,11 @@ class _History(BaseExtension):  # type: ignore[misc]
         return rss_feed
 
 
-def render_document(doc: Document, items: Mapping[str, bytes], settings: FeedsConfig, now: dt.datetime,
+def render_document(doc: Document, items: Mapping[str, RenderedItem], settings: FeedsConfig, now: dt.datetime,
                     channels: dict[str, FeedGenerator] | None = None) -> list[bytes]:
     """One feed document as the pieces to write one after the other (no copy of the whole file): feedgen
-    builds the channel, the items (``guid`` → rendered ``<item>``) go in newest first. ``lastBuildDate`` is
+    builds the channel, the items (item key → rendered ``<item>``) go in newest first, each with this
+    feed's guid ending. ``lastBuildDate`` is
     the newest item's date, so an unchanged document stays byte-identical; ``now`` only dates an empty one.
     ``channels`` keeps one feedgen channel per feed for its archive pages (what differs per page is set
     again each time; building a FeedGenerator costs twice as much as reusing one)."""
@@ -514,14 +545,26 @@ def render_document(doc: Document, items: Mapping[str, bytes], settings: FeedsCo
     fg.history.archive = doc.archive
     head = fg.rss_str(pretty=False)
     cut = head.rindex(b"</channel>")
-    return [head[:cut], *(items[i.guid] for i in reversed(doc.items)), head[cut:]]
+    pieces = [head[:cut]]
+    end = _guid_end(doc.feed.path)
+    for ref in reversed(doc.items):
+        item = items[ref.guid]
+        pieces += (item.head, end, item.tail)
+    pieces.append(head[cut:])
+    return pieces
 
 
-def _opml(feeds: list[tuple[FeedDef, int]], settings: FeedsConfig, now: dt.datetime) -> bytes:
+def _opml(feeds: list[tuple[FeedDef, int]], settings: FeedsConfig, newest: dt.datetime | None) -> bytes:
+    """The OPML 2.0 list of every feed, grouped. A function of the content only (no generation time), so an
+    unchanged list keeps its bytes and its HTTP validators: ``dateModified`` is the newest item's date.
+    Group outlines carry only ``text``: OPML 2.0 defines no folder type, and the W3C validator warns about
+    an outline with other attributes (``title``) but no ``type``; readers take an outline without
+    ``xmlUrl`` as a folder."""
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
     etree.SubElement(head, "title").text = clean_text(settings.title)
-    etree.SubElement(head, "dateCreated").text = now.strftime("%a, %d %b %Y %H:%M:%S +0000")
+    if newest is not None:
+        etree.SubElement(head, "dateModified").text = rfc822(newest)
     etree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
     body = etree.SubElement(root, "body")
     groups = {"main": "Main", "condition": "Conditions", "intervention": "Interventions",
@@ -530,7 +573,7 @@ def _opml(feeds: list[tuple[FeedDef, int]], settings: FeedsConfig, now: dt.datet
         chosen = [(f, n) for f, n in feeds if f.kind == kind]
         if not chosen:
             continue
-        folder = etree.SubElement(body, "outline", text=label, title=label)
+        folder = etree.SubElement(body, "outline", text=label)
         for f, n in chosen:
             etree.SubElement(folder, "outline", type="rss", text=clean_text(f.title), title=clean_text(f.title),
                              xmlUrl=settings.base_url + f.path, htmlUrl=settings.base_url + "index.html",
@@ -554,13 +597,15 @@ categories; papers are tagged with the taxonomy described below.</p>
 <p>When a paper already in a feed is retracted, gets an erratum or an expression of concern, or is updated,
 the feed carries a separate item marked [Retracted], [Erratum], [Expression of concern] or
 [Updated version]; the paper's own item is not repeated.</p>
-<p><small>Generated by gut-skin-monitor {version} at {now}.</small></p>
+<p><small>Generated by gut-skin-monitor {version}{newest}.</small></p>
 </body></html>
 """
 
 
-def _index(feeds: list[tuple[FeedDef, int]], taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
+def _index(feeds: list[tuple[FeedDef, int]], taxonomy: Taxonomy, settings: FeedsConfig, newest: dt.datetime | None,
            papers: int, changes: int) -> bytes:
+    """The feed list as a web page. Like the OPML list, a function of the content only (dated by the newest
+    item, not by when it was generated), so an unchanged page keeps its bytes."""
     e = _html
     counts = {f.path: n for f, n in feeds}
     sections = []
@@ -591,7 +636,8 @@ def _index(feeds: list[tuple[FeedDef, int]], taxonomy: Taxonomy, settings: Feeds
         sections.append("<p>No papers yet for: " + ", ".join(f"{e(t.label)} (<code>{e(t.id)}</code>)"
                                                              for t in untagged) + ".</p>")
     page = _PAGE.format(title=e(settings.title), papers=papers, changes=changes, sections="\n".join(sections),
-                        version=e(__version__), now=now.strftime("%Y-%m-%d %H:%M UTC"))
+                        version=e(__version__),
+                        newest=newest.strftime("; newest item %Y-%m-%d %H:%M UTC") if newest else "")
     return page.encode("utf-8")
 
 
@@ -615,6 +661,43 @@ def _write_if_changed(target: Path, parts: Sequence[bytes]) -> bool:
         pass
     _atomic_write(target, parts)
     return True
+
+
+def _listing(files: Mapping[str, str]) -> bytes:
+    """The manifest's bytes: each file we wrote and the fingerprint of what it holds."""
+    return orjson.dumps({"version": 1, "files": dict(files)}, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """One publisher at a time per folder (a daemon's cycle and a `monitor feed`, or a run and the orphan
+    of a killed one): an exclusive lock on ``out/.lock``, released when the process (and its forked
+    renderer) ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one publisher at a time is then the deployment's business
+        yield
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fh = open(out / LOCK_FILE, "a+b")
+    except OSError as exc:
+        raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the config "
+                           "and that the folder is writable)") from None
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files of runs that died mid-write (``.name.XXXX.tmp``; under the folder lock no living run
+    has any)."""
+    for tmp in out.rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _read_manifest(out: Path) -> dict[str, str]:
@@ -647,6 +730,18 @@ def _atomic_write(target: Path, parts: Sequence[bytes]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _die_with(parent: int) -> None:
+    """In a forked renderer: be killed when the parent dies (Linux's PR_SET_PDEATHSIG), so a killed
+    `monitor feed` never leaves a child writing files after it; exit at once if it already died."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _prune_empty_dirs(folder: Path, stop: Path) -> None:
@@ -692,7 +787,7 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
     A large rendering (a first generation, a new base_url) is split over two processes where that is safe
     (see :func:`_render_split`); ``workers=1`` keeps it in this process. The output is the same either way."""
     out = out or settings.out
-    with _gc_paused():
+    with _gc_paused(), _folder_lock(out):
         rows = store.feed_rows()
         plan = plan_feeds(rows, store.status_changes(), taxonomy, settings, queries)
         previous = _read_manifest(out)
@@ -701,21 +796,28 @@ def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt
                  if previous.get(d.path) != wanted[d.path] or not (out / d.path).is_file()]
         job = _RenderJob({row.pmid: row.tagging_json for row in rows}, _Labels(taxonomy), settings, now, out)
         try:
+            _remove_leftovers(out)
+            if stale:
+                # Forget what is about to be rewritten before touching it: a run killed midway leaves those
+                # documents unknown to the manifest, so the next run renders them again.
+                pending = {k: v for k, v in previous.items() if k not in {d.path for d in stale}}
+                _write_if_changed(out / MANIFEST, [_listing(pending)])
             done = _render_split(stale, job, store, workers)
-            extra = [_write_if_changed(out / "feeds.opml", [_opml(list(plan.feeds), settings, now)]),
-                     _write_if_changed(out / "index.html", [_index(list(plan.feeds), taxonomy, settings, now,
+            newest = plan.newest()
+            extra = [_write_if_changed(out / "feeds.opml", [_opml(list(plan.feeds), settings, newest)]),
+                     _write_if_changed(out / "index.html", [_index(list(plan.feeds), taxonomy, settings, newest,
                                                                    plan.papers, plan.status_items)])]
-            for path in done.incomplete:
-                wanted[path] = "incomplete"  # rendered again next time
+            for rel in done.incomplete:
+                wanted[rel] = "incomplete"  # rendered again next time
             removed = 0
             for rel in sorted(set(previous) - set(wanted) - {"feeds.opml", "index.html"}):
-                gone = out / rel
-                if gone.is_file():
-                    gone.unlink()
+                stale_file = out / rel
+                if stale_file.is_file():
+                    stale_file.unlink()
                     removed += 1
-                    _prune_empty_dirs(gone.parent, out)
-            manifest = {"version": 1, "files": {**wanted, "feeds.opml": "", "index.html": ""}}
-            _atomic_write(out / MANIFEST, [orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)])
+                    _prune_empty_dirs(stale_file.parent, out)
+            # Unchanged: left alone, like the files it lists.
+            _write_if_changed(out / MANIFEST, [_listing({**wanted, "feeds.opml": "", "index.html": ""})])
         except OSError as exc:
             raise PublishError(f"cannot write feeds to {out}: {exc.strerror or exc} (check feeds.out in the "
                                "config and that the folder is writable)") from None
@@ -750,7 +852,7 @@ class _Rendered:
 def _render_and_write(docs: Sequence[Document], job: _RenderJob, records: Mapping[str, str | bytes]) -> _Rendered:
     """Render each document (each item once) from the stored ``records`` and write it; OSError goes to the
     caller."""
-    items: dict[str, bytes] = {}
+    items: dict[str, RenderedItem] = {}
     channels: dict[str, FeedGenerator] = {}
     base = job.settings.base_url
     written = 0
@@ -803,12 +905,14 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, w
     own = store.reopened()  # connects only when the child uses it
     shared = store.feed_records(pmids(docs)) if own is None else None  # in-memory: read once, before forking
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: render its half, report, and leave without running the parent's cleanup
         code = 1
         try:
+            _die_with(parent)
             os.close(read_end)
-            records = own.feed_records(pmids(older)) if own is not None else shared or {}
+            records = shared if shared is not None else (own or store).feed_records(pmids(older))
             result = _render_and_write(older, job, records)
             report = {"written": result.written, "incomplete": list(result.incomplete)}
             code = 0
@@ -828,4 +932,4 @@ def _render_split(docs: Sequence[Document], job: _RenderJob, store: FeedStore, w
     theirs: dict[str, Any] = orjson.loads(answer) if answer else {"error": "the rendering process died"}
     if "error" in theirs:
         raise OSError(f"rendering older archive pages: {theirs['error']}")
-    return _Rendered(mine.written + theirs["written"], mine.incomplete + tuple(theirs["incomplete"]), 2)
+    return _Rendered(mine.written + int(theirs["written"]), mine.incomplete + tuple(theirs["incomplete"]), 2)

@@ -9,6 +9,11 @@ dies stops renewing, and once ``expires_at`` passes anyone may take the lease ov
 it lost its lease (it was suspended longer than the lease) reports that through :attr:`Lease.lost`, and the
 cycle stops at its next batch.
 
+A holder on this host whose process is gone (killed, crashed) is taken over at once, without waiting for
+its lease to lapse. A new holder also learns when the previous one stopped (its release, or its last sign
+of life) and :meth:`Lease.wait_quiet` waits out NCBI's one-second rate window after it, so two processes
+handing the cycle over never send requests inside one window.
+
 Lease times are compared across processes, so the clock passed here must be the real clock even when
 ``MONITOR_NOW`` shifts the data clock (the CLI does that).
 """
@@ -32,6 +37,8 @@ from .types import LeaseRow
 
 log = logging.getLogger(__name__)
 
+QUIET_SECONDS = 1.0  # NCBI counts requests per key over one second: a new holder waits this long after the last
+
 CYCLE = "cycle"  # the lease every monitoring cycle holds (daemon and `monitor run`)
 DIGEST = "digest"  # the daemon's digest job: never two digests sent at once
 
@@ -52,6 +59,7 @@ class Lease:
         self.pid = os.getpid() if pid is None else pid
         self.holder = f"{self.host}/{self.pid}/{uuid.uuid4().hex[:12]}"
         self.lost = threading.Event()
+        self.quiet_until: dt.datetime | None = None  # when the previous holder's requests are a window away
         self._sleep = sleep
         self._stop_beat = threading.Event()
         self._beat: threading.Thread | None = None
@@ -65,17 +73,43 @@ class Lease:
 
     def acquire(self, wait: float = 0.0, poll: float = 0.5) -> None:
         """Take the lease, waiting up to ``wait`` seconds for the holder to finish; else :class:`LeaseBusy`
-        naming the holder."""
+        naming the holder. A holder on this host whose process no longer exists is taken over at once."""
         deadline = time.monotonic() + max(wait, 0.0)
         while True:
+            before = self.store.lease(self.name)
             row = self.try_acquire()
+            if row.holder != self.holder and self._dead_here(row):
+                row = self._take_over(row)
             if row.holder == self.holder:
                 self.lost.clear()
+                self.quiet_until = _quiet_after(before, self.holder, self.clock.now(), self.heartbeat)
                 return
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LeaseBusy(busy_message(row, self.clock.now(), waited=wait), row)
             self._sleep(min(poll, left))
+
+    def _dead_here(self, row: LeaseRow) -> bool:
+        """Whether ``row``'s holder is a process of this host that no longer exists."""
+        return row.host == self.host and row.pid != self.pid and not _pid_alive(row.pid)
+
+    def _take_over(self, row: LeaseRow) -> LeaseRow:
+        now = self.clock.now()
+        if self.store.take_over_lease(self.name, row.holder, holder=self.holder, host=self.host, pid=self.pid,
+                                      purpose=self.purpose, now=now,
+                                      expires_at=now + dt.timedelta(seconds=self.seconds)):
+            log.warning("took over the %s lease from pid %d on this host (%s since %s UTC): that process no "
+                        "longer exists", self.name, row.pid, row.purpose, f"{row.acquired_at:%H:%M:%S}")
+        return self.store.lease(self.name) or row
+
+    def wait_quiet(self, sleep: Callable[[float], None] | None = None) -> None:
+        """Wait until the previous holder's last requests to NCBI are a rate window behind (a no-op when
+        there was no recent holder)."""
+        if self.quiet_until is None:
+            return
+        left = (self.quiet_until - self.clock.now()).total_seconds()
+        if left > 0:
+            (sleep or self._sleep)(left)
 
     def renew(self) -> bool:
         now = self.clock.now()
@@ -84,7 +118,7 @@ class Lease:
     def release(self) -> None:
         self._stop_heartbeat()
         try:
-            self.store.release_lease(self.name, self.holder)
+            self.store.release_lease(self.name, self.holder, self.clock.now())
         except MonitorError as exc:  # it expires on its own; say so rather than fail the shutdown
             log.warning("could not release the %s lease (%s); it expires by itself within %.0fs",
                         self.name, exc, self.seconds)
@@ -131,6 +165,27 @@ class Lease:
                     return
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists here (a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _quiet_after(before: LeaseRow | None, holder: str, now: dt.datetime, heartbeat: float) -> dt.datetime | None:
+    """When a new holder may send its first request: a rate window after the previous holder stopped — its
+    release, or (it died) its last heartbeat plus one interval, the latest it can have sent anything."""
+    if before is None or before.holder == holder:
+        return None
+    last = before.released_at or min(now, before.heartbeat_at + dt.timedelta(seconds=heartbeat))
+    quiet = last + dt.timedelta(seconds=QUIET_SECONDS)
+    return quiet if quiet > now else None
+
+
 def busy_message(row: LeaseRow, now: dt.datetime, waited: float = 0.0) -> str:
     """One line naming the holder: host, pid, what it does, since when, and when the lease lapses."""
     left = max((row.expires_at - now).total_seconds(), 0.0)
@@ -145,6 +200,9 @@ def describe_holder(row: LeaseRow | None, now: dt.datetime) -> str:
     """``free`` or who holds the lease, for `monitor status`."""
     if row is None:
         return "free"
+    if row.released_at is not None and row.expires_at <= now:
+        return f"free (last held by {row.purpose} on {row.host}, pid {row.pid}, released " \
+               f"{row.released_at:%Y-%m-%d %H:%M:%S} UTC)"
     if row.expires_at <= now:
         return (f"free (last held by {row.purpose} on {row.host}, pid {row.pid}, expired "
                 f"{row.expires_at:%Y-%m-%d %H:%M:%S} UTC without being released: that process died)")

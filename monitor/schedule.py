@@ -16,6 +16,7 @@ a user who knows cron expects:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,6 +66,8 @@ def parse_duration(value: str | int | float) -> float:
             raise ValueError(f"must be a duration like \"30s\", \"15m\", \"6h\" or \"1d\", not {value!r}")
         unit = (match.group(2) or "s").lower()[0]
         seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration like \"30s\", \"15m\", \"6h\" or \"1d\", not {value!r}")
     if seconds <= 0:
         raise ValueError(f"must be longer than zero, not {value!r}")
     return seconds
@@ -105,6 +108,8 @@ def cron_trigger(expr: str, timezone: str) -> Trigger:
                                        day_of_week=cron_weekdays(weekday), timezone=zone)
     except ValueError as exc:
         raise ValueError(f"not a valid cron expression {expr!r}: {exc}") from None
+    if trigger.get_next_fire_time(None, dt.datetime.now(zone)) is None:
+        raise ValueError(f"{expr!r} never fires (no date matches it, like 31 February): check the day and month")
     return trigger
 
 

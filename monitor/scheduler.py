@@ -48,6 +48,9 @@ log = logging.getLogger("monitor.daemon")
 
 CYCLE_JOB = "cycle"
 DIGEST_JOB = "digest"
+RETRY_JOB = "cycle-retry"  # a one-off look after a fire skipped under another process's lease
+RETRY_MARGIN_SECONDS = 5.0
+MAX_RETRY_SECONDS = 600.0
 
 
 # ------------------------------------------------------------------ log lines
@@ -312,9 +315,9 @@ class Daemon:
             result = self.jobs.cycle(self.stop_reason, on_query, on_cycle)
         except LeaseBusy as exc:
             lease = exc.lease
+            retry = self._retry_later(fired)
             event("cycle_skipped", fired=fired, reason="another process holds the cycle lease",
-                  holder=getattr(lease, "holder", None), purpose=getattr(lease, "purpose", None),
-                  since=getattr(lease, "acquired_at", None))
+                  holder=lease.holder, purpose=lease.purpose, since=lease.acquired_at, retry_at=retry)
             return "skipped", str(exc)
         except Stopped as exc:
             event("cycle_stopped", logging.WARNING, run=self._cycle.run_id if self._cycle else None,
@@ -329,6 +332,30 @@ class Daemon:
               seconds=round(time.monotonic() - began, 3), feeds=pub.feeds, feed_files_written=pub.write.written)
         bad = [q.name for q in report.queries if q.status != "ok"]
         return report.status, (f"queries that did not complete: {', '.join(bad)}" if bad else None)
+
+    def _retry_later(self, fired: dt.datetime) -> dt.datetime:
+        """After a fire skipped because another process held the lease, look again once that lease could
+        have lapsed (its holder may have died mid-cycle): a standby daemon covers a dead holder's cycle
+        within minutes, not at its own next fire."""
+        delay = min(self.schedule.lease_seconds + RETRY_MARGIN_SECONDS, MAX_RETRY_SECONDS)
+        at = dt.datetime.now(self.scheduler.timezone) + dt.timedelta(seconds=delay)
+        if self.scheduler.running:
+            self.scheduler.add_job(self._retry_cycle, "date", run_date=at, args=[fired], id=RETRY_JOB,
+                                   name=RETRY_JOB, replace_existing=True)
+        return at
+
+    def _retry_cycle(self, fired: dt.datetime) -> None:
+        """The retry of a skipped fire: run the cycle unless a cycle finished since that fire."""
+        if self.stop_event.is_set():
+            return
+        covered = [r for r in self.store.recent_runs(5)
+                   if r.finished_at is not None and r.finished_at >= fired and r.status in ("ok", "partial")]
+        if covered:
+            event("cycle_retry_not_needed", fired=fired, run=covered[0].id,
+                  reason="the holder finished a cycle after the skipped fire")
+            return
+        event("cycle_retry", fired=fired, reason="no cycle finished since the skipped fire")
+        self._run_cycle()
 
     def _run_digest(self) -> None:
         if self.stop_event.is_set() or self.jobs.digest is None:

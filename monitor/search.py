@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .errors import SearchSyntaxError, UsageError
-from .export import CSV_COLUMNS, WRITERS, _csv_row, paper_record
+from .export import CSV_COLUMNS, WRITERS, csv_row, paper_record
+from .formats import SEARCH_FORMATS, csv_cell, printable
 from .interfaces import PaperReader
 from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
 
-FORMATS = ("table", "json", "jsonl", "csv", "ris", "bibtex", "csl-json")
+FORMATS = SEARCH_FORMATS
 FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
           "keywords": "keywords", "kw": "keywords", "mesh": "mesh", "author": "authors", "authors": "authors",
           "au": "authors"}
@@ -198,6 +199,9 @@ def parse_query(text: str) -> TextNode:
         if excluded:
             raise SearchSyntaxError(f"search {text!r} only excludes words; add at least one word the papers "
                                     "must contain")
+        if re.search(r"\b(?:AND|OR|NOT)\b", text):
+            raise SearchSyntaxError(f"search {text!r} has only operators (AND, OR, NOT) and nothing they join; "
+                                    "give words to search for, or quote an operator to search for it: \"OR\"")
         raise SearchSyntaxError(f"search {text!r} has no words to search for (punctuation alone is not "
                                 "indexed); give a word, a \"phrase\" or a prefix*")
     return _all(parts, excluded)
@@ -254,7 +258,7 @@ def write_hits(hits: Sequence[SearchHit], fmt: str, out: TextIO) -> int:
         writer.writeheader()
         for rank, hit in enumerate(hits, 1):
             writer.writerow({"rank": rank, "score": "" if hit.score is None else f"{hit.score:.4f}",
-                             "snippet": marked(hit.snippet) or "", **_csv_row(hit.paper)})
+                             "snippet": csv_cell(marked(hit.snippet) or ""), **csv_row(hit.paper)})
     else:
         WRITERS[fmt]((h.paper for h in hits), out)
     return len(hits)
@@ -263,10 +267,11 @@ def write_hits(hits: Sequence[SearchHit], fmt: str, out: TextIO) -> int:
 def render_table(hits: Sequence[SearchHit], *, limit: int | None, width: int | None = None) -> Iterable[Any]:
     """Rich renderables for a terminal: one row per paper (rank, PMID, year, title with the snippet under
     it, journal, tags), then a line saying how many were shown."""
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    # Stored text reaches rich only as Text (never parsed as markup: "[/]" or "[link=…]" in a title stay
+    # text) and without control characters (no escape sequence reaches the terminal).
     table = Table(show_lines=True, expand=True, width=width)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("PMID", no_wrap=True)
@@ -276,19 +281,19 @@ def render_table(hits: Sequence[SearchHit], *, limit: int | None, width: int | N
     table.add_column("tags", ratio=2)
     for rank, hit in enumerate(hits, 1):
         a = hit.paper.article
-        cell = Text(a.title, style="bold")
+        cell = Text(printable(a.title), style="bold")
         if hit.paper.article.is_retracted:
             cell = Text("[RETRACTED] ", style="bold red") + cell
         if hit.snippet:
             cell.append("\n")
-            cell.append_text(Text.from_markup(escape(hit.snippet).replace(SNIPPET_OPEN, "[reverse]")
-                                              .replace(SNIPPET_CLOSE, "[/reverse]")))
+            for i, part in enumerate(hit.snippet.replace(SNIPPET_CLOSE, SNIPPET_OPEN).split(SNIPPET_OPEN)):
+                cell.append(printable(part), style="reverse" if i % 2 else None)
         t = hit.paper.tagging
         tags = ", ".join((*t.conditions, *t.interventions, *t.designs)) if t else ""
         if t and t.gut_skin_relevant:
             tags = (tags + ", " if tags else "") + "gut-skin"
-        table.add_row(str(rank), a.pmid, str(a.year or ""), cell, a.journal.iso_abbreviation or a.journal.title or "",
-                      tags)
+        journal = Text(printable(a.journal.iso_abbreviation or a.journal.title or ""))
+        table.add_row(str(rank), a.pmid, str(a.year or ""), cell, journal, tags)
     more = " (the limit; --limit N or --limit 0 for all)" if limit is not None and len(hits) == limit else ""
     noun = "paper" if len(hits) == 1 else "papers"
     return [table, f"{len(hits)} {noun}{more}"] if hits else ["no papers match"]

@@ -274,6 +274,7 @@ class QueryReport:
     updated: int = 0
     deleted: int = 0
     skipped: int = 0  # malformed records reported and skipped
+    missing: int = 0  # records EFetch did not return though asked twice (reported in ``message``)
     message: str | None = None
     seconds: float = 0.0
 
@@ -516,6 +517,7 @@ class DigestRecord:
     finished_at: dt.datetime | None
     error: str | None
     papers: int  # papers recorded with it (listed or counted)
+    message: bytes | None = field(default=None, repr=False)  # the email as sent (None before migration 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +532,7 @@ class LeaseRow:
     acquired_at: dt.datetime
     heartbeat_at: dt.datetime
     expires_at: dt.datetime
+    released_at: dt.datetime | None = None  # set when the holder gave it up (then expires_at is that time)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,24 @@ def db_url(path: Path | str) -> str:
     return _DATABASES.urls.get(key) or _DATABASES.create(server, key)
 
 
+def copy_database(source: Path, target: Path) -> None:
+    """Make the database of ``target`` a copy of the one of ``source`` (both as :func:`db_url` paths): the
+    file copied, or on PostgreSQL a database created from the other as its template (whose connections are
+    ended first: a template must be idle)."""
+    if not on_postgres():
+        Path(target).write_bytes(Path(source).read_bytes())
+        return
+    import sqlalchemy as sa
+
+    server = postgres_server()
+    assert server is not None
+    src, dst = sa.engine.make_url(db_url(source)).database, sa.engine.make_url(db_url(target)).database
+    with _DATABASES.admin(server).connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {dst} WITH (FORCE)")
+        conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (src,))
+        conn.exec_driver_sql(f"CREATE DATABASE {dst} TEMPLATE {src}")
+
+
 def database_untouched(path: Path) -> bool:
     """Whether the database :func:`db_url` gives for ``path`` was never opened by the monitor: no SQLite
     file, or a PostgreSQL database without tables."""

@@ -80,16 +80,6 @@ def test_missing_postgresql_database_is_one_line_exit_1(tmp_path: Path, run_moni
     assert 'database "not_created_yet" does not exist' in lines[0]
 
 
-def test_postgresql_without_its_driver_says_what_to_install(tmp_path: Path, run_monitor, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed: importing it fails
-    env = {**env_for(tmp_path), "MONITOR_DB_URL": "postgresql+psycopg://monitor:secret@db.example.org/monitor"}
-    result = run_monitor("status", env=env)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (
-        "monitor: error: database URL postgresql+psycopg://monitor:***@db.example.org/monitor needs the Python "
-        "driver psycopg, which is not installed: pip install 'gut-skin-monitor[postgres]' (psycopg 3)")
-
-
 def test_future_since_is_refused(tmp_path: Path, run_monitor) -> None:
     env = {**env_for(tmp_path), "MONITOR_NOW": "2026-11-22T00:00:00Z"}
     result = run_monitor("run", "--since", "2027-01-01", env=env)
@@ -135,3 +125,22 @@ def test_broken_taxonomy_is_one_line_exit_2_before_anything_runs(tmp_path: Path,
     (tmp_path / "taxonomy.toml").unlink()
     missing = run_monitor("retag", env=env)
     assert missing.returncode == 2 and "taxonomy.toml" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_format_names_the_cli_offers_are_the_writers() -> None:
+    from monitor.export import WRITERS
+    from monitor.formats import EXPORT_FORMATS, SEARCH_FORMATS
+
+    assert set(EXPORT_FORMATS) == set(WRITERS) and set(SEARCH_FORMATS) == {"table", *WRITERS}
+
+
+def test_help_loads_no_storage_network_or_output_libraries() -> None:
+    """`monitor --help` must start fast: none of the heavy libraries may be imported for it."""
+    import subprocess
+
+    code = ("import sys; from monitor.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('sqlalchemy', 'httpx', 'rich', 'lxml', 'jinja2', 'alembic', 'apscheduler') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

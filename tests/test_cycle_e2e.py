@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -365,10 +366,17 @@ def test_unreachable_ncbi_is_one_line_and_exit_1(loopback_world: World) -> None:
     world = loopback_world
     port = world.standin.port
     world.standin.stop()
-    result = world.monitor("run", "--query", world.queries[0].name)
-    assert result.returncode == 1
+    began = time.monotonic()
+    result = world.monitor("run")
+    assert result.returncode == 1 and time.monotonic() - began < 15
     assert "Traceback" not in result.stderr + result.stdout
-    assert f"127.0.0.1:{port}" in result.stdout and "connection failed" in result.stdout
+    # Nothing answers: one line naming where and why, not one per query and attempt.
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"monitor: error: nothing answers at 127.0.0.1:{port} (connection refused)")
+    assert "MONITOR_EUTILS_URL" in line
+    status = world.monitor("status").stdout
+    assert "failed" in status and "never run" in status  # the run is logged; no watermark moved
 
 
 def test_status_shows_watermarks_and_runs(world: World) -> None:
@@ -429,3 +437,39 @@ def test_papers_are_tagged_on_run_and_a_synonym_change_retags_exactly_the_affect
     again = world.monitor("retag")
     assert again.returncode == 0 and "tags changed on 0, 0 rewritten" in again.stdout  # idempotent
     assert world.export() == list(after.values())
+
+
+def test_records_efetch_leaves_out_are_asked_for_again_then_reported(world: World) -> None:
+    import httpx
+
+    from monitor.app import Overrides
+
+    lost = world.all_ids[2]
+    inner = world.standin.transport(world.time.monotonic)
+
+    def leave_out(request: httpx.Request) -> httpx.Response:
+        response = inner.handle_request(request)
+        if not request.url.path.endswith("efetch.fcgi"):
+            return response
+        body = response.read()  # httpx has decoded it
+        # Drop the lost PMID's whole record, as when NCBI silently returns fewer records than asked for.
+        kept = re.sub(rb"<PubmedArticle>(?:(?!</PubmedArticle>).)*?<PMID[^>]*>" + lost.encode() +
+                      rb"</PMID>.*?</PubmedArticle>\s*", b"", body, flags=re.S)
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-encoding",
+                                                                                   "content-length")]
+        return httpx.Response(response.status_code, headers=headers, stream=httpx.ByteStream(kept))
+
+    overrides = Overrides(transport=httpx.MockTransport(leave_out), monotonic=world.time.monotonic,
+                          sleep=world.time.sleep)
+    env = {"MONITOR_CONFIG": str(world.config), "MONITOR_DB_URL": db_url(world.db),
+           "MONITOR_EUTILS_URL": world.base_url, "MONITOR_NOW": NOW}
+    result = invoke(["run"], env, overrides)
+    assert result.returncode == 0, result.stderr
+    names = [n for n, ids in world.matches.items() if lost in ids]
+    for name in names:
+        line = lines_by_query(result.stdout)[name]
+        assert "MISSING 1" in line and f"PMIDs {lost}" in line and "the next run asks again" in line
+    asked = [r for r in world.standin.requests_for("efetch") if lost in r.params.get("id", "").split(",")]
+    assert asked  # asked for again on its own, after its batch (or the history server) left it out
+    assert lost not in {p["pmid"] for p in world.export()}
+    assert len(world.export()) == len(world.all_ids) - 1  # everything else is stored

@@ -123,3 +123,23 @@ def test_the_digest_job_without_a_server_fails_and_says_so(jw: JobWorld, caplog:
     assert digest["status"] == "failed" and "127.0.0.1" in str(digest["error"])
     assert state.outcome == "failed"
     assert [d.status for d in log] == ["failed"]  # logged, and its papers stay due
+
+
+def test_a_skipped_fire_is_retried_once_the_holder_is_gone_unless_it_finished_a_cycle(
+        jw: JobWorld, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.daemon")
+    holder, app = jw.app(), jw.app()
+    try:
+        daemon = app.daemon()
+        with holder.lease(CYCLE, "monitor run").held():
+            daemon._run_cycle()  # skipped: the holder has the lease (and dies without a finished cycle)
+        (skipped,) = events(caplog, "cycle_skipped")
+        fired = app.store.job_states()["cycle"].last_fire_at
+        assert skipped["retry_at"] is not None
+        daemon._retry_cycle(fired)  # no cycle finished since the skipped fire: the standby runs it now
+        assert events(caplog, "cycle_retry") and len(jw.export()) == len(jw.all_ids)
+        daemon._retry_cycle(fired)  # a second look finds that cycle: nothing more to do
+        assert events(caplog, "cycle_retry_not_needed")
+    finally:
+        app.close()
+        holder.close()

@@ -1,6 +1,7 @@
 """The weekly digest end to end: the installed `monitor digest` command, a real SQLite file filled the way
 monitoring runs fill it, and a real SMTP server (aiosmtpd) on a loopback port the OS picks. Messages are read
-back from the bytes the server received, with the email package's parser.
+back from the bytes the server received, with the email package's parser. The HTML part is laid out by
+headless Chromium (Playwright on the system's /usr/bin/chromium) at a phone's width.
 
 Papers: the labelled dev set (real PMIDs; most gut-skin relevant) and real NCBI records (judged not
 relevant), see tests/digest_data.py.
@@ -22,10 +23,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from monitor import digest as digests
+from monitor.clock import FixedClock
+from monitor.config import load_config
 from monitor.storage import Storage
+from monitor.tagging import load_taxonomy
 from monitor.types import Article, Correction
 from tests import digest_data as dd
-from tests.conftest import DATA, SHIPPED_CONFIG, db_url
+from tests.conftest import DATA, SHIPPED_CONFIG, db_url, require_program
 
 GOLDEN = DATA / "digest"
 WEEK1 = dt.datetime(2026, 11, 16, 3, 0, tzinfo=dt.UTC)
@@ -347,9 +351,29 @@ def test_summary_prefers_the_conclusion() -> None:
     plain = Article(pmid="2", abstract=(digests_section("We studied 40 adults. Stool was sequenced. "
                                                         "In conclusion, diet mattered. Nothing else did."),))
     assert digests.summary(plain) == "In conclusion, diet mattered. Nothing else did."
-    first = Article(pmid="3", abstract=(digests_section("OBJECTIVE: One. Two. Three."),))
-    assert digests.summary(first) == "One. Two."
+    short = Article(pmid="3", abstract=(digests_section("OBJECTIVE: One. Two. Three."),))
+    assert digests.summary(short) == "Two. Three."  # the concluding sentences, not the objective
     assert digests.summary(Article(pmid="4")) == ""
+
+
+def test_an_unstructured_abstract_is_summarised_by_its_concluding_sentences() -> None:
+    background = "Atopic dermatitis is a common inflammatory skin disease of childhood with a rising prevalence."
+    methods = "We randomised 40 children with moderate disease to a probiotic mixture or to placebo for 8 weeks."
+    result = "SCORAD fell by 10 points more with the probiotic than with placebo, and fewer children needed steroids."
+    closing = "Probiotics may help."
+    one = Article(pmid="5", abstract=(digests_section(f"{background} {methods} {result}"),))
+    assert digests.summary(one) == result  # the last sentence, not the background
+    two = Article(pmid="6", abstract=(digests_section(f"{background} {methods} {result} {closing}"),))
+    assert digests.summary(two) == f"{result} {closing}"  # a short last sentence brings the one before
+    registered = Article(pmid="7", abstract=(digests_section(
+        f"{background} {methods} {result} Trial registration: NCT01234567. (c) 2024 The Authors."),))
+    assert digests.summary(registered) == result  # registration and copyright lines are not the conclusion
+    # Every unstructured dev-set abstract: the summary is taken from its end, never its first sentence.
+    for a in dd.dev_articles():
+        if len(a.abstract) == 1 and not a.abstract[0].label and "conclu" not in a.abstract_text.lower():
+            sentences = digests._SENTENCE_END.split(digests.one_line(a.abstract_text))
+            if len(sentences) > 3:
+                assert digests.summary(a).rstrip(" …") in " ".join(sentences[-3:]), a.pmid
 
 
 def digests_section(text: str):
@@ -365,16 +389,20 @@ def test_short_authors_and_links() -> None:
     (one, two) = [a for a in pubmed.parse((DATA / "efetch" / "biopython" / "pubmed2.xml").read_bytes())
                   if isinstance(a, Article)]
     for a in (one, two):
-        short = digests.short_authors(a)
+        short = digests.short_authors(digests.author_names(a), digests.AUTHORS_SHOWN)
         first = a.authors[0]
         assert short.startswith(f"{first.last_name} {first.initials}")
         assert short.endswith(", et al.") == (len(a.authors) > 3)
     group = Article(pmid="5", authors=(Author(collective_name="The\nEczema Group"), Author(last_name="Li", initials="X")))
-    assert digests.short_authors(group) == "The Eczema Group, Li X"
+    assert digests.short_authors(digests.author_names(group), 3) == "The Eczema Group, Li X"
     pmids = [str(10_000_000 + i) for i in range(450)]
     links = digests.pubmed_links(pmids)
-    assert len(links) == 3 and all(len(link) < 2000 for link in links)
-    assert links[2] == "https://pubmed.ncbi.nlm.nih.gov/?term=" + "+".join(pmids[400:])
+    per = digests.PUBMED_LINK_PMIDS
+    assert len(links) == digests.PUBMED_LINKS_MAX and all(len(link) < 300 for link in links)
+    assert links[1] == "https://pubmed.ncbi.nlm.nih.gov/?term=" + "+".join(pmids[per:2 * per])
+    assert digests.pubmed_links(pmids[:5]) == ("https://pubmed.ncbi.nlm.nih.gov/?term=" + "+".join(pmids[:5]),)
+    assert digests.sentences(["Smith J, Lee K, Park S, et al.", "J Invest Dermatol.", "2024"]) == (
+        "Smith J, Lee K, Park S, et al. J Invest Dermatol. 2024")
 
 
 def test_every_relevant_paper_is_listed_once_and_the_rest_is_counted(tmp_path: Path) -> None:
@@ -527,3 +555,200 @@ def test_ca_file_must_exist_and_needs_tls(tmp_path: Path, run_monitor) -> None:
     site.write_config(2525, extra='ca_file = "ca.pem"\n')  # with security = "none"
     plain = site.monitor("digest", "--dry-run", now=WEEK1)
     assert plain.returncode == 2 and 'only used with security = "starttls" or "tls"' in plain.stderr
+
+
+# ------------------------------------------------------------------ phones (headless Chromium) and the text part
+
+PHONE_WIDTH = 360  # the narrowest common phone viewport, in CSS pixels
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+URL_RE = re.compile(r"https?://[^\s<>\"']+")
+_LAYOUT_JS = """() => {
+  const width = window.innerWidth;
+  const visible = Array.from(document.body.querySelectorAll('*')).filter(e => e.getClientRects().length);
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: width,
+    overflowing: visible.filter(e => e.getBoundingClientRect().right > width + 0.5)
+                        .map(e => e.tagName + ': ' + e.textContent.trim().slice(0, 60)),
+    nowrap: visible.filter(e => getComputedStyle(e).whiteSpace === 'nowrap' && e.textContent.trim())
+                   .map(e => e.textContent.trim().slice(0, 60)),
+    text: document.body.innerText,
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the system's, through Playwright: nothing is downloaded)."""
+    executable = require_program("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def phone_layout(browser, html: str, width: int = PHONE_WIDTH) -> dict:
+    """Lay ``html`` out in a ``width`` px wide viewport: the document's scroll width, elements that reach past
+    the viewport, elements that refuse to wrap, and the text as shown."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    try:
+        page.set_content(html, wait_until="load")
+        return page.evaluate(_LAYOUT_JS)
+    finally:
+        page.close()
+
+
+def assert_fits_a_phone(browser, html: str, what: str) -> dict:
+    layout = phone_layout(browser, html)
+    print(f"{what}: scrollWidth {layout['scrollWidth']} px in a {layout['innerWidth']} px viewport")
+    assert layout["innerWidth"] == PHONE_WIDTH
+    assert layout["scrollWidth"] <= layout["innerWidth"], (what, layout["scrollWidth"], layout["overflowing"][:5])
+    assert layout["overflowing"] == [], what
+    assert layout["nowrap"] == [], what  # every label may wrap
+    return layout
+
+
+def assert_readable_text(text: str, what: str) -> None:
+    """The text part: no "et al..", no line over 78 columns but a URL alone on its line, no URL over 300
+    characters."""
+    assert "et al.." not in text, what
+    for line in text.splitlines():
+        assert len(line) <= 78 or re.fullmatch(r"\s*https?://\S+", line), (what, line)
+    urls = URL_RE.findall(text)
+    assert urls and max(map(len, urls)) <= 300, (what, max(urls, key=len))
+
+
+def worst_case_digest() -> digests.Digest:
+    """A digest built to be wide: every condition and intervention label (the longest is "Bullous disorders
+    (pemphigus, pemphigoid, dermatitis herpetiformis)"), every design, an unbroken 130-character word, a
+    long journal name, a long query name and a failure message with a long URL, 500 overflow papers and
+    3,000 papers judged not relevant."""
+    vocab = dd.vocabulary()
+    conditions = tuple(vocab.label(c) for c in vocab.conditions)
+    interventions = tuple(vocab.label(i) for i in vocab.interventions)
+    week = (WEEK1, WEEK1 + dt.timedelta(days=7))
+    word = "Dimethylaminopropyl" * 7
+    paper = digests.DigestPaper(
+        pmid="39000001", title=f"Probiotics in {word} and psoriasis: a randomized trial", url=digests.pubmed_url("39000001"),
+        authors="Ødegård Å, Smith J, Lee KH, et al.",
+        journal="Journal of the European Academy of Dermatology and Venereology : JEADV", year=2026,
+        badges=tuple(digests.DESIGN_BADGES.values()), conditions=conditions, interventions=interventions,
+        summary="In conclusion, " + " ".join(["the gut-skin axis matters"] * 20) + ".", relevance=0.9, retracted=True)
+    plain = dataclasses.replace(paper, pmid="39000002", title="A short title", retracted=False, conditions=conditions[:1],
+                                interventions=interventions[:1], badges=("RCT",), authors="Li X.")
+    groups = (digests.Group(conditions[8], (digests.Subgroup(interventions[0], (paper, plain)),
+                                            digests.Subgroup(digests.OTHER_INTERVENTION, (plain,), specific=False))),
+              digests.Group(digests.OTHER_CONDITION, (digests.Subgroup(interventions[1], (plain,)),), specific=False))
+    problem = ("query 'a-very-long-query-name-used-by-nobody' is degraded (PhraseNotFound 'gluten free diett'); "
+               "see https://pubmed.ncbi.nlm.nih.gov/?term=" + "%22gluten+free+diett%22+OR+" * 8 + "x")
+    coverage = (digests.QueryCoverage("a-very-long-query-name-used-by-nobody", 7, 5, 1, 1, 123456, 9999, problem),
+                digests.QueryCoverage("gut-skin-axis", 7, 7, 0, 0, 40, 12, None))
+    change = digests.StatusChange("39000003", "An expression of concern about " + word, digests.pubmed_url("39000003"),
+                                  "Expression of concern", WEEK1.date(), digests.pubmed_url("39000004"))
+    return digests.Digest(
+        period=week, created_at=week[1], groups=groups, relevant=("39000001", "39000002"),
+        overflow=tuple(str(38_000_000 + i) for i in range(500)),
+        not_relevant=tuple(str(30_000_000 + i) for i in range(3000)),
+        condition_counts=tuple((c, 1000 + i) for i, c in enumerate(conditions)),
+        intervention_counts=tuple((c, 10 + i) for i, c in enumerate(interventions)),
+        status_changes=(change,), event_ids=(1,), coverage=coverage, runs=7, runs_failed=2)
+
+
+def test_a_digest_of_real_papers_fits_a_phone_and_its_text_part_reads_well(browser, site: Site) -> None:
+    dev, corpus = dd.dev_articles(), dd.corpus_articles()
+    dd.store_week(site.store, dev + corpus, WEEK1)
+    dd.store_week(site.store, [], WEEK1 + dt.timedelta(hours=1), query="diet-elimination", status="degraded",
+                  message="query 'diet-elimination' is degraded (PhraseNotFound 'gluten free diett')")
+    out = site.tmp / "digest.eml"
+    result = site.monitor("digest", "--dry-run", "--out", str(out), now=WEEK1 + SEND_HOUR)
+    assert result.returncode == 0, result.stderr
+    text, html = parts(email.message_from_bytes(out.read_bytes(), policy=email.policy.default))
+    layout = assert_fits_a_phone(browser, html, "dev set + corpus digest")
+    assert_readable_text(text, "dev set + corpus digest")
+    # Conditions and interventions are named as such in words, not only told apart by colour.
+    shown = layout["text"]
+    assert "CONDITIONS" in shown and "INTERVENTIONS AND EXPOSURES" in shown
+    assert re.search(r"^Conditions?: \S", shown, re.MULTILINE) and re.search(r"^Interventions?: \S", shown, re.MULTILINE)
+    assert re.search(r"^ {2}Conditions?: \S", text, re.MULTILINE) and "  Tags:" not in text
+
+
+def test_the_widest_digest_fits_a_phone_and_its_text_part_reads_well(browser) -> None:
+    digest = worst_case_digest()
+    layout = assert_fits_a_phone(browser, digests.render_html(digest), "worst-case digest")
+    text = digests.render_text(digest)
+    assert_readable_text(text, "worst-case digest")
+    shown = layout["text"]
+    (paper, plain) = digest.groups[0].subgroups[0].papers
+    assert f"Conditions: {' '.join(paper.conditions)}" in shown
+    assert f"Interventions: {' '.join(paper.interventions)}" in shown
+    assert f"Condition: {plain.conditions[0]}" in shown and f"Intervention: {plain.interventions[0]}" in shown
+    assert f"Intervention: {digest.groups[0].subgroups[0].label}" in shown  # subgroup headings say what they are
+    # 3,000 not-relevant papers: a few short PubMed links and the local search that lists them all.
+    urls = URL_RE.findall(text)
+    assert len([u for u in urls if re.search(r"\?term=\d+(\+\d+)*$", u)]) == 2 * digests.PUBMED_LINKS_MAX
+    assert digest.search_command in text and digest.search_command in digests.render_html(digest)
+    assert "The first 60 on PubMed:" in text
+
+
+def test_a_digest_interrupted_mid_send_is_resent_as_it_was_never_rebuilt(site: Site, smtp) -> None:
+    """A crash between the SMTP DATA and the "sent" log line leaves the digest pending: the next send is the
+    same message with the same Message-ID (mail clients collapse the copy), not a rebuilt one."""
+    inbox, _ = smtp
+    dd.store_week(site.store, dd.dev_articles()[:6], WEEK1)
+    config = load_config(site.config, env={"MONITOR_DB_URL": db_url(site.db)})
+    vocabulary = digests.Vocabulary.from_taxonomy(load_taxonomy(config.tagging.taxonomy))
+    mailer = digests.SmtpMailer(digests.require(config))
+
+    class DiesAfterTheServerAccepted:
+        def send(self, message: EmailMessage) -> tuple[str, ...]:
+            mailer.send(message)  # the server has it (250) …
+            raise KeyboardInterrupt  # … and the process is killed before the log says "sent"
+
+    clock = FixedClock(WEEK1 + SEND_HOUR)
+    with pytest.raises(KeyboardInterrupt):
+        digests.send_due(config, site.store, clock, DiesAfterTheServerAccepted(), vocabulary)
+    (pending,) = site.store.pending_digests()
+    dd.store_week(site.store, dd.dev_articles()[6:9], WEEK1 + dt.timedelta(hours=6))  # found since
+    clock.advance(hours=2)
+    resumed = site.monitor("digest", now=clock.now())
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"sent digest #{pending.id} again" in resumed.stdout
+    first, again = inbox.messages()
+    assert first["Message-ID"] == again["Message-ID"] == pending.message_id
+    assert listed(first) == listed(again)  # the same content, not rebuilt with the papers found since
+    assert site.store.pending_digests() == [] and site.store.digest_log()[0].status == "sent"
+    later = site.monitor("digest", "--force", now=clock.now())  # the papers found since still go out, once
+    assert later.returncode == 0, later.stderr
+    newest = inbox.messages()[-1]
+    assert newest["Message-ID"] != first["Message-ID"]
+    assert not set(listed(newest)) & set(listed(first)) and listed(newest)
+
+
+def test_two_digest_commands_started_together_send_one_email(tmp_path: Path, smtp) -> None:
+    """Two real processes race: the digest lease lets one send; the other says who holds it (or finds
+    nothing due) — never a second copy."""
+    import subprocess
+
+    from tests.conftest import monitor_executable
+
+    inbox, controller = smtp
+    site = Site(tmp_path, None, controller.port)
+    dd.store_week(site.store, dd.dev_articles()[:8], WEEK1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
+    env.update({"MONITOR_CONFIG": str(site.config), "MONITOR_DB_URL": db_url(site.db),
+                "MONITOR_NOW": (WEEK1 + SEND_HOUR).isoformat()})
+    for _ in range(3):
+        procs = [subprocess.Popen([monitor_executable(), "digest"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outcomes = [(p.wait(timeout=60), p.stdout.read() + p.stderr.read()) for p in procs]
+        for code, text in outcomes:
+            assert code in (0, 1) and "Traceback" not in text, text
+            assert code == 0 or "holds the digest lease" in text
+    assert len(inbox.received) == 1  # three rounds of two: one email
+    assert [d.status for d in site.store.digest_log()] == ["sent"]
+    site.store.close()

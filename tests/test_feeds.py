@@ -1,5 +1,6 @@
 """Feeds end to end: `monitor run` against the E-utilities stand-in, then the feed files read back by
-feedparser and lxml, `monitor serve` over real HTTP, and newsboat (a real feed reader) subscribing.
+feedparser and lxml (with the W3C feed validator's structural rules), `monitor serve` over real HTTP, and
+newsboat (a real feed reader) importing feeds.opml and subscribing to every feed.
 
 The stand-in serves real PubMed records; the real corpus holds no gut–skin paper, so a dozen of them carry
 the title and abstract of a labelled gut–skin record (tests/data/tagging, real PubMed text) instead: the
@@ -9,27 +10,30 @@ shipped tagger then finds them relevant on its own.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import gzip
 import html
 import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import feedparser
 import pytest
 from lxml import etree
 
-from tests.conftest import db_url, monitor_executable
+from monitor.feeds import feed_guid
+from tests.conftest import db_url, monitor_executable, require_program
 from tests.eutils_standin import StandIn
+from tests.harness import invoke
 from tests.tagging_data import LABELLED
 from tests.test_cycle_e2e import NOW, TODAY, World, with_retraction
 
@@ -84,6 +88,46 @@ def guids(parsed: feedparser.FeedParserDict) -> list[str]:
     return [e.id for e in parsed.entries]
 
 
+def expected_guids(feed_path: str, pmids: Iterable[str]) -> list[str]:
+    """The guids a feed must hold for these papers: the main feed's are ``pubmed:PMID``, every other feed's
+    ``pubmed:PMID/<feed id>`` (readers key items by guid across subscriptions)."""
+    return sorted(feed_guid(f"pubmed:{pmid}", feed_path) for pmid in pmids)
+
+
+def feed_of(rel: str) -> str:
+    """The feed a document belongs to: itself, or for an archive page the feed it archives."""
+    return rel[len("archive/"):].rsplit("/", 1)[0] + ".xml" if rel.startswith("archive/") else rel
+
+
+RFC822 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                    r"\d{4} \d{2}:\d{2}:\d{2} \+0000$")
+
+
+def check_rss_structure(raw: bytes, rel: str) -> list[str]:
+    """The W3C feed validator's structural rules for RSS 2.0, on one document: the channel's required
+    elements, each item's title/link/description, exactly one guid (not a permalink), RFC 822 dates.
+    Returns the document's guids."""
+    root = etree.fromstring(raw)
+    assert root.tag == "rss" and root.get("version") == "2.0", rel
+    (channel,) = root.findall("channel")
+    for name in ("title", "link", "description"):
+        assert len(channel.findall(name)) == 1 and (channel.findtext(name) or "").strip(), (rel, name)
+    for name in ("lastBuildDate", "pubDate"):
+        for date in channel.findall(name):
+            assert RFC822.match(date.text or ""), (rel, name, date.text)
+    found = []
+    for item in channel.findall("item"):
+        for name in ("title", "link", "description", "pubDate"):
+            assert len(item.findall(name)) == 1 and (item.findtext(name) or "").strip(), (rel, name)
+        assert RFC822.match(item.findtext("pubDate") or ""), (rel, item.findtext("pubDate"))
+        assert email.utils.parsedate_to_datetime(item.findtext("pubDate")).tzinfo is not None
+        (guid,) = item.findall("guid")
+        assert guid.get("isPermaLink") == "false" and guid.text, rel
+        found.append(guid.text)
+    assert len(found) == len(set(found)), rel
+    return found
+
+
 def test_run_writes_valid_feeds_that_hold_exactly_the_right_papers(fw: FeedWorld) -> None:
     result = fw.monitor("run", key=True)
     assert result.returncode == 0, result.stderr
@@ -94,18 +138,21 @@ def test_run_writes_valid_feeds_that_hold_exactly_the_right_papers(fw: FeedWorld
 
     files = sorted(p.relative_to(fw.out).as_posix() for p in fw.out.rglob("*.xml"))
     assert "main.xml" in files
+    owner: dict[str, str] = {}  # guid -> the feed whose documents carry it
     for rel in files:
         parsed = fw.parse(rel)
         assert parsed.bozo == 0, (rel, parsed.get("bozo_exception"))
         assert parsed.version == "rss20"
-        ids = guids(parsed)
-        assert len(ids) == len(set(ids)), rel
+        assert guids(parsed) == check_rss_structure((fw.out / rel).read_bytes(), rel)
         for entry in parsed.entries:
             assert entry.title and entry.link.startswith("https://pubmed.ncbi.nlm.nih.gov/")
             assert entry.published_parsed is not None
+        for guid in guids(parsed):
+            # No guid is shared by two feeds (a feed and its own archive pages may repeat one).
+            assert owner.setdefault(guid, feed_of(rel)) == feed_of(rel), (guid, rel, owner[guid])
 
     main = fw.parse("main.xml")
-    assert sorted(guids(main)) == sorted(f"pubmed:{p['pmid']}" for p in relevant)
+    assert sorted(guids(main)) == expected_guids("main.xml", (p["pmid"] for p in relevant))
     by_guid = {e.id: e for e in main.entries}
     for p in relevant:
         entry = by_guid[f"pubmed:{p['pmid']}"]
@@ -122,27 +169,57 @@ def test_run_writes_valid_feeds_that_hold_exactly_the_right_papers(fw: FeedWorld
     conditions = {c for p in relevant for c in p["conditions"]}
     interventions = {i for p in relevant for i in p["interventions"]}
     assert conditions and interventions
-    for c in conditions:
-        assert sorted(guids(fw.parse(f"{c}.xml"))) == sorted(
-            f"pubmed:{p['pmid']}" for p in relevant if c in p["conditions"])
-    for i in interventions:
-        assert sorted(guids(fw.parse(f"{i}.xml"))) == sorted(
-            f"pubmed:{p['pmid']}" for p in relevant if i in p["interventions"])
+    for path, pmids in expected_membership(relevant, [q.name for q in fw.queries]).items():
+        assert sorted(guids(fw.parse(path))) == expected_guids(path, pmids), path
     pairs = {(c, i) for p in relevant for c in p["conditions"] for i in p["interventions"]}
-    for c, i in pairs:
-        assert sorted(guids(fw.parse(f"{c}/{i}.xml"))) == sorted(
-            f"pubmed:{p['pmid']}" for p in relevant if c in p["conditions"] and i in p["interventions"])
-    for q in fw.queries:
-        assert sorted(guids(fw.parse(f"query/{q.name}.xml"))) == sorted(
-            f"pubmed:{p['pmid']}" for p in relevant if q.name in {x["name"] for x in p["queries"]})
+    topic = sorted(conditions)[0] + ".xml"
+    papers = {feed_guid(f"pubmed:{p['pmid']}", topic): p for p in relevant}
+    for entry in fw.parse(topic).entries:  # a topic feed's item is the paper's, linking PubMed
+        assert (entry.title, entry.link) == (papers[entry.id]["title"],
+                                             f"https://pubmed.ncbi.nlm.nih.gov/{papers[entry.id]['pmid']}/")
     # No feed for a pair or tag without papers.
     assert not (fw.out / "vitiligo" / "zinc.xml").exists() or ("vitiligo", "zinc") in pairs
 
     opml = etree.parse(str(fw.out / "feeds.opml"))
+    check_opml_structure(opml)
     urls = {o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")}
     assert urls == {f"http://127.0.0.1:8080/{f}" for f in files if not f.startswith("archive/")}
     index = (fw.out / "index.html").read_text(encoding="utf-8")
     assert 'href="main.xml"' in index and f">{len(relevant)}</td>" in index
+
+
+def expected_membership(relevant: list[dict], queries: list[str]) -> dict[str, set[str]]:
+    """Feed path -> the PMIDs it must hold, from the JSONL export: every relevant paper in main.xml, each
+    condition and intervention feed, each condition × intervention pair that has papers, each query."""
+    out: dict[str, set[str]] = {"main.xml": {p["pmid"] for p in relevant}}
+    out.update({f"query/{q}.xml": set() for q in queries})
+    for p in relevant:
+        paths = [f"{t}.xml" for t in p["conditions"] + p["interventions"]]
+        paths += [f"{c}/{i}.xml" for c in p["conditions"] for i in p["interventions"]]
+        paths += [f"query/{q['name']}.xml" for q in p["queries"]]
+        for path in paths:
+            out.setdefault(path, set()).add(p["pmid"])
+    return out
+
+
+def check_opml_structure(opml: etree._ElementTree) -> None:
+    """OPML 2.0 as the W3C validator checks it: version, head title, RFC 822 head dates, every outline has
+    ``text``; a feed outline is ``type="rss"`` with ``xmlUrl`` and ``title``; an outline without a ``type``
+    carries nothing but ``text`` (else the validator warns: MissingOutlineType)."""
+    root = opml.getroot()
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    assert root.findtext("head/title") and root.find("head/dateCreated") is None
+    for date in ("dateCreated", "dateModified"):
+        if root.find(f"head/{date}") is not None:
+            assert RFC822.match(root.findtext(f"head/{date}")), date
+    outlines = list(root.iter("outline"))
+    assert outlines
+    for o in outlines:
+        assert o.get("text"), o.attrib
+        if o.get("type") is None:
+            assert set(o.attrib) == {"text"}, o.attrib
+        else:
+            assert o.get("type") == "rss" and o.get("xmlUrl") and o.get("title"), o.attrib
 
 
 def test_feed_generation_is_idempotent_and_deterministic(fw: FeedWorld, tmp_path: Path) -> None:
@@ -152,6 +229,14 @@ def test_feed_generation_is_idempotent_and_deterministic(fw: FeedWorld, tmp_path
     assert again.returncode == 0, again.stderr
     assert "0 rendered, 0 files written, 0 removed" in again.stdout
     assert {p: p.read_bytes() for p in fw.out.rglob("*") if p.is_file()} == before
+    # A day later with nothing new: not a byte changes, feeds.opml and index.html included (no generation
+    # time in them), so readers' conditional GETs keep getting 304.
+    stamps = {p: p.stat().st_mtime_ns for p in before}
+    later = fw.monitor("feed", now="2026-11-23T09:30:00+00:00")
+    assert later.returncode == 0, later.stderr
+    assert "0 rendered, 0 files written, 0 removed" in later.stdout
+    assert {p: p.read_bytes() for p in fw.out.rglob("*") if p.is_file()} == before
+    assert {p: p.stat().st_mtime_ns for p in before} == stamps
     elsewhere = tmp_path / "copy"
     assert fw.monitor("feed", "--out", str(elsewhere)).returncode == 0
     for path, data in before.items():
@@ -176,15 +261,16 @@ def test_retracting_a_delivered_paper_adds_one_status_item_and_no_duplicate(fw: 
     status = [e for e in main.entries if e.id.startswith(original + ":")]
     assert ids.count(original) == 1 and len(status) == 1
     (item,) = status
-    assert item.id == f"{original}:retraction:99999999"
+    assert item.id == f"{original}:retraction:99999999"  # in the main feed; topic feeds add their id
     assert item.title == f"[Retracted] {target['title']}"
     assert item.link == "https://pubmed.ncbi.nlm.nih.gov/99999999/"
     assert dt.datetime(*item.published_parsed[:6], tzinfo=dt.UTC) == dt.datetime.fromisoformat(later)
     assert {t.term for t in item.tags} == {"status_change", "retraction"}
     assert ids[0] == item.id  # newest first
-    for c in target["conditions"]:  # topic feeds carry it too
+    for c in target["conditions"]:  # topic feeds carry it too, under their own guids
         topic = guids(fw.parse(f"{c}.xml"))
-        assert topic.count(original) == 1 and topic.count(item.id) == 1
+        assert topic.count(f"{original}/{c}") == 1 and topic.count(f"{item.id}/{c}") == 1
+        assert not {original, item.id} & set(topic)
     assert fw.monitor("run", key=True, now="2026-11-24T03:00:00+00:00").returncode == 0
     assert guids(fw.parse("main.xml")) == ids  # nothing new: no second status item
 
@@ -350,36 +436,81 @@ def test_serve_validators_gzip_health_and_live_updates(served) -> None:
     assert time.monotonic() - began < 5
 
 
-def newsboat(home: Path, urls: list[str]) -> list[tuple[str, str, str]]:
-    """Subscribe newsboat to ``urls`` (its own cache in ``home``), reload, and read back (feed, guid, title)."""
-    exe = shutil.which("newsboat")
-    if exe is None:
-        pytest.fail("newsboat is not installed (.ci/run installs it: apt-get install newsboat)")
+class NewsboatItem(NamedTuple):
+    feedurl: str
+    guid: str
+    title: str
+    url: str
+
+
+def newsboat(home: Path, *, urls: list[str] | None = None, opml: Path | None = None) -> list[NewsboatItem]:
+    """Subscribe newsboat (its own cache and config in ``home``) to ``urls``, or import ``opml`` into its url
+    list the way a user does (``newsboat -i``), reload every feed, and read back what it stored."""
+    exe = require_program("newsboat")
     home.mkdir(parents=True, exist_ok=True)
-    (home / "urls").write_text("\n".join(urls) + "\n", encoding="utf-8")
+    url_file, cache = home / "urls", home / "cache.db"
+    if urls is not None or not url_file.exists():  # else: keep what an earlier call subscribed to
+        url_file.write_text("".join(u + "\n" for u in urls or ()), encoding="utf-8")
     (home / "config").write_text("", encoding="utf-8")
-    cache = home / "cache.db"
     env = {**os.environ, "HOME": str(home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    done = subprocess.run([exe, "-u", str(home / "urls"), "-c", str(cache), "-C", str(home / "config"),
-                           "-x", "reload"], capture_output=True, text=True, env=env, timeout=60)
+    common = [exe, "-u", str(url_file), "-c", str(cache), "-C", str(home / "config")]
+    if opml is not None:
+        imported = subprocess.run([*common, "-i", str(opml)], capture_output=True, text=True, env=env, timeout=60)
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+    done = subprocess.run([*common, "-x", "reload"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(cache) as db:
-        return sorted(db.execute("SELECT feedurl, guid, title FROM rss_item"))
+        rows = db.execute("SELECT feedurl, guid, title, url FROM rss_item WHERE deleted = 0").fetchall()
+    return sorted(NewsboatItem(*row) for row in rows)
 
 
-def test_newsboat_subscribes_to_the_main_and_a_condition_feed(served, tmp_path: Path) -> None:
+@pytest.fixture
+def newsboat_installed() -> str:
+    """Asked for before the feeds are built, so a missing newsboat skips (or fails) at once."""
+    return require_program("newsboat")
+
+
+def test_newsboat_imports_the_opml_and_every_feed_shows_exactly_its_papers(newsboat_installed: str, served,
+                                                                           tmp_path: Path) -> None:
+    """The OPML list a user imports, every feed subscribed at once: newsboat keys items by guid across all
+    subscriptions, so this is where a guid shared by two feeds would leave one of them empty."""
+    fw, url, _proc = served
+    # Publish with the served address as the feeds' public URL, so the OPML list points at this server.
+    env = {"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": db_url(fw.db), "MONITOR_NOW": NOW,
+           "MONITOR_FEEDS_URL": url}
+    published = invoke(["feed"], env)
+    assert published.returncode == 0, published.stderr
+    relevant = fw.relevant()
+    expected = expected_membership(relevant, [q.name for q in fw.queries])
+    opml_urls = [o.get("xmlUrl") for o in etree.parse(str(fw.out / "feeds.opml")).iter("outline") if o.get("xmlUrl")]
+    assert sorted(opml_urls) == sorted(url + path for path in expected)
+
+    items = newsboat(tmp_path / "all", opml=fw.out / "feeds.opml")
+    subscribed = (tmp_path / "all" / "urls").read_text(encoding="utf-8")
+    assert all(u in subscribed for u in opml_urls)
+    titles = {p["pmid"]: p["title"] for p in relevant}
+    shown: dict[str, list[NewsboatItem]] = {path: [] for path in expected}
+    for item in items:
+        assert item.feedurl.startswith(url), item
+        shown[item.feedurl[len(url):]].append(item)
+    counts = {path: len(shown[path]) for path in expected}
+    print("newsboat items per feed:", counts)
+    empty_with_papers = [path for path in expected if expected[path] and not shown[path]]
+    assert empty_with_papers == []
+    for path, pmids in expected.items():
+        got = shown[path]
+        assert sorted(i.guid for i in got) == expected_guids(path, pmids), path
+        assert sorted((i.title, i.url) for i in got) == sorted(
+            (titles[p], f"https://pubmed.ncbi.nlm.nih.gov/{p}/") for p in pmids), path
+    # A second reload adds nothing and loses nothing.
+    assert newsboat(tmp_path / "all") == items
+
+
+def test_newsboat_reads_the_main_feed_alone(newsboat_installed: str, served, tmp_path: Path) -> None:
     fw, url, _proc = served
     relevant = fw.relevant()
-    condition = sorted({c for p in relevant for c in p["conditions"]})[0]
-    main_url, topic_url = url + "main.xml", url + f"{condition}.xml"
-    main = newsboat(tmp_path / "main", [main_url])
-    assert {title for _, _, title in main} == {p["title"] for p in relevant}
-    topic = newsboat(tmp_path / "topic", [topic_url])
-    assert {title for _, _, title in topic} == {p["title"] for p in relevant if condition in p["conditions"]}
-    # Subscribed to both, newsboat keeps each paper once (the guid is the paper), and a reload adds nothing.
-    both = newsboat(tmp_path / "both", [main_url, topic_url])
-    assert sorted(title for _, _, title in both) == sorted(p["title"] for p in relevant)
-    assert newsboat(tmp_path / "both", [main_url, topic_url]) == both
+    main = newsboat(tmp_path / "main", urls=[url + "main.xml"])
+    assert sorted(i.title for i in main) == sorted(p["title"] for p in relevant)
 
 
 def test_feed_and_serve_errors_are_one_line(fw: FeedWorld, tmp_path: Path) -> None:

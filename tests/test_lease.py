@@ -58,7 +58,10 @@ def test_take_refuse_lapse_and_take_over(store: Storage) -> None:
     again = b.try_acquire()
     assert again.holder == b.holder and again.acquired_at == row.acquired_at  # re-taking keeps "since"
     b.release()
-    assert store.lease("cycle") is None
+    released = store.lease("cycle")  # the row stays, expired and marked released: the next holder reads it
+    assert released is not None and released.released_at == clock.now() and released.expires_at == clock.now()
+    assert describe_holder(released, clock.now()) == ("free (last held by test 2 on box, pid 2, released "
+                                                      f"{clock.now():%Y-%m-%d %H:%M:%S} UTC)")
     assert describe_holder(None, T0) == "free"
 
 
@@ -144,3 +147,45 @@ def test_processes_contending_for_the_lease_never_hold_it_together(tmp_path: Pat
     assert len(spans) >= 10
     for (s1, e1), (s2, e2) in itertools.pairwise(spans):
         assert e1 <= s2, f"two processes held the lease at once: {s1}..{e1} and {s2}..{e2}"
+
+
+def test_a_holder_on_this_host_whose_process_is_gone_is_taken_over_at_once(store: Storage) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid no longer names a process
+    clock = FixedClock(T0)
+    here = socket.gethostname()
+    dead = Lease(store, "cycle", purpose="monitor run", clock=clock, seconds=120, host=here, pid=gone.pid)
+    dead.acquire()
+    other_host = Lease(store, "cycle", purpose="daemon", clock=clock, seconds=120, host="elsewhere", pid=gone.pid)
+    with pytest.raises(LeaseBusy):
+        other_host.acquire()  # on another host the pid says nothing: wait for the lease to lapse
+    mine = Lease(store, "cycle", purpose="monitor run", clock=clock, seconds=120, host=here)
+    mine.acquire()  # no waiting for the 120 s lease to lapse
+    assert store.lease("cycle").holder == mine.holder
+    assert not dead.renew()
+
+
+def test_a_new_holder_waits_out_the_rate_window_after_the_last(store: Storage) -> None:
+    clock = FixedClock(T0)
+    slept: list[float] = []
+    first = lease(store, clock, 1)
+    first.acquire()
+    assert first.quiet_until is None  # nobody held it before
+    clock.advance(seconds=30)
+    first.release()
+    clock.advance(seconds=0.25)
+    second = lease(store, clock, 1, sleep=slept.append)
+    second.acquire()
+    second.wait_quiet()
+    assert slept == [pytest.approx(0.75)]  # one second after the release, not sooner
+    clock.advance(seconds=5)
+    second.release()
+    clock.advance(seconds=2)
+    third = lease(store, clock, 1, sleep=slept.append)
+    third.acquire()
+    third.wait_quiet()
+    assert third.quiet_until is None and len(slept) == 1  # released long enough ago: no wait

@@ -158,7 +158,7 @@ def test_schedule_defaults_and_values(tmp_path: Path) -> None:
     ('timezone = "Mars/Olympus"', "schedule.timezone: unknown time zone 'Mars/Olympus'"),
     ('timezone = "../etc/passwd"', "schedule.timezone: unknown time zone"),
     ('every = "soon"', "schedule.every: must be a duration like"),
-    ('every = "0.5s"', "schedule.every: must be at least 1 second"),
+    ('every = "0.5s"', "schedule.every: must be between 1 second and 366 days"),
     ('every = true', "schedule.every: must be a string or an integer or a number, not a boolean"),
     ('every = "2s"\ncycle = "0 3 * * *"', "schedule.every: give either cycle (a cron expression) or every"),
     ('lease_seconds = 0', "schedule.lease_seconds: must be between 1 and 86400 seconds"),

@@ -79,6 +79,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "last_run_started": lambda s: s.last_run_started(),
     "last_sent_digest": lambda s: s.last_sent_digest(),
     "digest_log": lambda s: s.digest_log(),
+    "pending_digests": lambda s: s.pending_digests(),
     "papers_first_found": lambda s: s.papers_first_found(NOW, NOW),
     "status_events_of_delivered": lambda s: s.status_events_of_delivered(NOW, NOW, ["retraction"]),
     "begin_digest": lambda s: s.begin_digest(created_at=NOW, period=(NOW, NOW), subject="s", recipients=["a@b.c"],
@@ -87,7 +88,9 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "try_acquire_lease": lambda s: s.try_acquire_lease("cycle", holder="h", host="x", pid=1, purpose="p", now=NOW,
                                                        expires_at=NOW),
     "renew_lease": lambda s: s.renew_lease("cycle", "h", NOW, NOW),
-    "release_lease": lambda s: s.release_lease("cycle", "h"),
+    "release_lease": lambda s: s.release_lease("cycle", "h", NOW),
+    "take_over_lease": lambda s: s.take_over_lease("cycle", "d", holder="h", host="x", pid=1, purpose="p", now=NOW,
+                                                   expires_at=NOW),
     "lease": lambda s: s.lease("cycle"),
     "record_fire": lambda s: s.record_fire("cycle", NOW),
     "record_job_outcome": lambda s: s.record_job_outcome("cycle", NOW, "ok"),
@@ -111,6 +114,18 @@ def test_unreachable_postgresql_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=r"cannot open database postgresql\+psycopg://.*no_such_database_here.*"
                                            r"check storage.url / MONITOR_DB_URL"):
         Storage.open(missing.render_as_string(hide_password=False))
+
+
+def test_postgresql_without_its_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Storage itself (whoever opens it: the CLI checks the configuration first) names the package."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed: importing it fails
+    with pytest.raises(StorageError) as caught:
+        Storage.open("postgresql+psycopg://monitor:secret@db.example.org/monitor")
+    assert str(caught.value) == (
+        "database URL postgresql+psycopg://monitor:***@db.example.org/monitor needs the Python driver psycopg, "
+        "which is not installed: pip install 'gut-skin-monitor[postgres]' (psycopg 3)")
 
 
 @pytest.fixture

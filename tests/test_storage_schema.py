@@ -34,6 +34,21 @@ def test_migrations_match_table_definitions(store: Storage) -> None:
                             "papers_fts_docsize", "papers_fts_idx"}
 
 
+def test_the_head_revision_is_alembics_and_an_up_to_date_open_skips_alembic(tmp_path: Path, monkeypatch) -> None:
+    from alembic.script import ScriptDirectory
+
+    from monitor import migrations
+
+    assert migrations.head_revision() == ScriptDirectory.from_config(migrations.alembic_config()).get_current_head()
+    url = db_url(tmp_path / "m.sqlite3")
+    Storage.open(url).close()
+    calls = []
+    monkeypatch.setattr(migrations, "upgrade", lambda *a, **k: calls.append(a))
+    with Storage.open(url) as s:
+        assert s.count_papers() == 0
+    assert calls == []  # at head already: alembic not run (nor imported) on this open
+
+
 @pytest.mark.sqlite_only("WAL is a SQLite journal mode")
 def test_reopening_is_harmless_and_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     url = db_url(tmp_path / "m.sqlite3")

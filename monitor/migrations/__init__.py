@@ -8,15 +8,25 @@ write ``versions/NNNN_what.py`` with ``revision``/``down_revision`` and ``upgrad
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import Engine
+if TYPE_CHECKING:  # alembic is imported only when a schema may change: opening an up-to-date database is fast
+    from alembic.config import Config
+    from sqlalchemy.engine import Engine
 
 HERE = Path(__file__).resolve().parent
 
 
+def head_revision() -> str:
+    """The newest migration's revision, from the file names (``versions/NNNN_what.py`` with revision
+    ``NNNN``, one line of history): known without importing alembic. tests/test_storage_schema.py checks it
+    against alembic's own head."""
+    return max(p.name[:4] for p in (HERE / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     return cfg
@@ -28,6 +38,8 @@ MIGRATION_LOCK_KEY = 0x6D6F6E69746F72
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     cfg = alembic_config()
     with engine.connect() as conn:
         # Two processes opening a new database at once (two daemons) must migrate one after the other: on

@@ -158,8 +158,10 @@ def migrate(engine: Engine) -> None:
     """Bring the schema up to date. Processes that open one new SQLite file at the same moment (two daemons
     started together) can meet SQLite's lock-upgrade conflicts, which fail at once instead of waiting on
     the busy timeout: such an attempt is retried, with growing pauses, for up to half a minute."""
-    from .. import migrations  # local: alembic is only needed when the schema may change
+    from .. import migrations
 
+    if _current_revision(engine) == migrations.head_revision():
+        return  # up to date: no need to load alembic at all
     deadline = time.monotonic() + OPEN_RETRY_SECONDS
     pause = 0.05
     while True:
@@ -171,6 +173,16 @@ def migrate(engine: Engine) -> None:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None (new, or not ours) — one cheap read."""
+    try:
+        with engine.connect() as conn:
+            value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except sa.exc.DBAPIError:
+        return None
+    return str(value) if value is not None else None
 
 
 def _sqlite_begin(conn: Connection) -> None:

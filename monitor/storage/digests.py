@@ -33,7 +33,7 @@ def _record(r: Any) -> DigestRecord:
     return DigestRecord(
         id=r.id, created_at=utc(r.created_at), period_start=utc(r.period_start), period_end=utc(r.period_end),
         status=r.status, subject=r.subject, recipients=tuple(json.loads(r.recipients)), message_id=r.message_id,
-        finished_at=utc_or_none(r.finished_at), error=r.error, papers=int(r.n))
+        finished_at=utc_or_none(r.finished_at), error=r.error, papers=int(r.n), message=r.message)
 
 
 class DigestsMixin(StorageBase):
@@ -56,6 +56,10 @@ class DigestsMixin(StorageBase):
                 q = q.where(digests.c.status == status)
             rows = conn.execute(q).all()
         return [_record(r) for r in rows]
+
+    def pending_digests(self) -> list[DigestRecord]:
+        """Digests logged as about to be sent whose send never finished (a crash, a kill), oldest first."""
+        return sorted(self.digest_log(100, status="pending"), key=lambda d: d.id)
 
     def papers_first_found(self, since: dt.datetime, until: dt.datetime, *,
                            undelivered_only: bool = True) -> list[StoredPaper]:
@@ -93,13 +97,13 @@ class DigestsMixin(StorageBase):
 
     def begin_digest(self, *, created_at: dt.datetime, period: tuple[dt.datetime, dt.datetime], subject: str,
                      recipients: Sequence[str], message_id: str | None, papers_by_section: dict[str, str],
-                     event_ids: Iterable[int]) -> int:
+                     event_ids: Iterable[int], message: bytes | None = None) -> int:
         """Log a digest about to be sent (status ``pending``) with the papers (pmid → section) and events it
-        carries, in one transaction; :meth:`finish_digest` records the outcome."""
+        carries and the message itself, in one transaction; :meth:`finish_digest` records the outcome."""
         with self._tx("logging a digest") as conn:
             digest_id = int(conn.execute(digests.insert().values(
                 created_at=created_at, period_start=period[0], period_end=period[1], status="pending",
-                subject=subject, recipients=json.dumps(list(recipients)), message_id=message_id,
+                subject=subject, recipients=json.dumps(list(recipients)), message_id=message_id, message=message,
             ).returning(digests.c.id)).scalar_one())
             rows = [{"digest_id": digest_id, "pmid": int(p), "section": sec} for p, sec in papers_by_section.items()]
             if rows:

@@ -20,7 +20,7 @@ from .schema import locks, schedule_state
 
 def _lease_row(r: Any) -> LeaseRow:
     return LeaseRow(r.name, r.holder, r.host, r.pid, r.purpose, utc(r.acquired_at), utc(r.heartbeat_at),
-                    utc(r.expires_at))
+                    utc(r.expires_at), utc_or_none(r.released_at))
 
 
 class LeasesMixin(StorageBase):
@@ -31,7 +31,8 @@ class LeasesMixin(StorageBase):
         """Take the lease if it is free, expired or already ours; return whoever holds it afterwards
         (``row.holder == holder`` means we do)."""
         values = {"name": name, "holder": holder, "host": host, "pid": pid, "purpose": purpose,
-                  "acquired_at": utc(now), "heartbeat_at": utc(now), "expires_at": utc(expires_at)}
+                  "acquired_at": utc(now), "heartbeat_at": utc(now), "expires_at": utc(expires_at),
+                  "released_at": None}
         stmt = self._upsert(locks).values(**values)
         taken = locks.c.expires_at <= utc(now)
         mine = locks.c.holder == holder
@@ -54,10 +55,22 @@ class LeasesMixin(StorageBase):
                                 .values(heartbeat_at=utc(now), expires_at=utc(expires_at)))
             return done.rowcount == 1
 
-    def release_lease(self, name: str, holder: str) -> bool:
-        """Give the lease up (only if it is still ours); True if it was."""
+    def release_lease(self, name: str, holder: str, now: dt.datetime) -> bool:
+        """Give the lease up (only if it is still ours); True if it was. The row stays, expired at ``now``
+        and marked released, so the next holder knows when this one stopped (see :mod:`monitor.lease`)."""
         with self._tx("releasing the lease") as conn:
-            done = conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+            done = conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == holder)
+                                .values(expires_at=utc(now), released_at=utc(now)))
+            return done.rowcount == 1
+
+    def take_over_lease(self, name: str, dead_holder: str, *, holder: str, host: str, pid: int, purpose: str,
+                        now: dt.datetime, expires_at: dt.datetime) -> bool:
+        """Take the lease from ``dead_holder`` (a process known to be gone) if it still has it; True if we
+        now hold it."""
+        with self._tx("taking over the lease") as conn:
+            done = conn.execute(locks.update().where(locks.c.name == name, locks.c.holder == dead_holder)
+                                .values(holder=holder, host=host, pid=pid, purpose=purpose, acquired_at=utc(now),
+                                        heartbeat_at=utc(now), expires_at=utc(expires_at), released_at=None))
             return done.rowcount == 1
 
     def lease(self, name: str) -> LeaseRow | None:

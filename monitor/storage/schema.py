@@ -102,7 +102,8 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("status", sa.String(20), nullable=False),  # running | ok | partial | failed | stopped | abandoned
+    # running | ok | partial | failed | stopped | interrupted | abandoned
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("message", sa.Text),
 )
 
@@ -139,6 +140,7 @@ digests = sa.Table(
     sa.Column("message_id", sa.String(255)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("error", sa.Text),
+    sa.Column("message", sa.LargeBinary),  # the email as sent (migration 0007): what a resumed send resends
     sa.Index("ix_digests_status", "status", "period_end"),
 )
 
@@ -159,8 +161,8 @@ digest_events = sa.Table(
     sa.Index("ix_digest_events_event", "event_id"),
 )
 
-# Leases (migration 0006): one row per held lease. A row whose ``expires_at`` has passed is free: its holder
-# stopped renewing it (crashed, killed, or the machine slept).
+# Leases (migration 0006): one row per lease. A row whose ``expires_at`` has passed is free: its holder gave
+# it up (``released_at``) or stopped renewing it (crashed, killed, or the machine slept).
 locks = sa.Table(
     "locks",
     metadata,
@@ -172,6 +174,7 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("released_at", sa.DateTime(timezone=True)),  # given up (the row stays, expired; migration 0007)
 )
 
 # Each scheduled job's last fire (migration 0006): what lets a restarted daemon see a fire it missed.
