@@ -150,12 +150,26 @@ class App:
 
     # ---------------------------------------------------------------- the cycle
 
+    @property
+    def shares_documents(self) -> bool:
+        """Whether published documents are kept in the database for other hosts (:mod:`monitor.docsync`): a
+        PostgreSQL database is shared by nature; a SQLite file is served from its own host's folder."""
+        return self.store.engine.dialect.name == "postgresql"
+
     def publish(self, out: Path | None = None) -> PublishReport:
-        """Regenerate the feeds from the store (into ``out``, else the configured folder)."""
+        """Regenerate the feeds from the store (into ``out``, else the configured folder); with a shared
+        database, also keep what the folder now holds in the database, for `monitor serve` on any host."""
         from .feeds import publish
 
-        return publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
-                       queries=[q.name for q in self.config.queries], out=out)
+        report = publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
+                         queries=[q.name for q in self.config.queries], out=out)
+        if self.shares_documents:
+            from .docsync import sync_folder
+
+            synced = sync_folder(report.write.out, self.store)
+            log.info("published documents in the database: %d stored, %d unchanged, %d removed",
+                     synced.stored, synced.unchanged, synced.removed)
+        return report
 
     def select_queries(self, names: Sequence[str]) -> list[Query]:
         """The configured queries named (each once, in the order given), or all of them."""

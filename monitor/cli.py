@@ -435,17 +435,25 @@ def feed(app: App, out: Path | None) -> None:
 def serve(app: App, host: str, port: int, out: Path | None) -> None:
     """Serve the feeds, feeds.opml and index.html over HTTP (with ETag/Last-Modified and gzip).
 
-    The feeds are written once on start-up; after that whatever `monitor run` writes is served at once."""
+    The feeds are written once on start-up; after that whatever `monitor run` writes is served at once. With
+    a PostgreSQL database they are served from the database, so every host serves what the last cycle
+    published, wherever it ran (written on start-up only if nothing was published yet)."""
     from .serve import FeedServer
 
     folder = out or app.config.feeds.out
+    if app.shares_documents:
+        if "index.html" not in app.store.document_metas():
+            _echo_publish(app.publish(folder))
+        server = FeedServer(None, host=host, port=port, documents=app.store)
+        _serve_until_stopped(server, f"the documents in {app.store.url}")
+        return
     _echo_publish(app.publish(folder))
     server = FeedServer(folder, host=host, port=port)
     app.close()  # the database is not needed while serving files
-    _serve_until_stopped(server, folder)
+    _serve_until_stopped(server, str(folder))
 
 
-def _serve_until_stopped(server: FeedServer, folder: Path) -> None:
+def _serve_until_stopped(server: FeedServer, folder: str) -> None:
     """Serve until SIGTERM or Ctrl-C (exit 0), then close the server."""
 
     def stop(signum: int, frame: Any) -> None:
@@ -489,7 +497,7 @@ def demo(app: App, folder: Path, port: int | None, no_serve: bool) -> None:
     if server is not None:
         if note:
             click.echo(f"({note})")
-        _serve_until_stopped(server, report.folder / "feeds")
+        _serve_until_stopped(server, str(report.folder / "feeds"))
 
 
 # ------------------------------------------------------------------ digest

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from .types import (
     DigestRecord,
+    DocumentMeta,
     FeedRow,
     JobState,
     LeaseRow,
@@ -24,6 +25,7 @@ from .types import (
     RunSummary,
     SearchHit,
     StatusChange,
+    StoredDocument,
     StoredPaper,
     StoreOutcome,
     TagChanges,
@@ -143,6 +145,26 @@ class FeedStore(Protocol):
     def feed_records(self, pmids: Iterable[str]) -> dict[str, str | bytes]: ...
 
     def reopened(self) -> FeedStore | None: ...
+
+
+@runtime_checkable
+class DocumentReader(Protocol):
+    """Published documents, as `monitor serve` reads them from a shared database (:mod:`monitor.serve`)."""
+
+    def document_metas(self) -> dict[str, DocumentMeta]: ...
+
+    def document_meta(self, path: str) -> DocumentMeta | None: ...
+
+    def document(self, path: str) -> StoredDocument | None: ...
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Keeping published documents in the database (:mod:`monitor.docsync`)."""
+
+    def document_metas(self) -> dict[str, DocumentMeta]: ...
+
+    def save_documents(self, documents: Sequence[StoredDocument], remove: Sequence[str] = ...) -> None: ...
 
 
 @runtime_checkable

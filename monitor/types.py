@@ -536,6 +536,27 @@ class LeaseRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentMeta:
+    """A published document kept in the database (a feed, an archive page, the OPML list, the index page):
+    its path below the feed folder and its validators. ``etag``: SHA-256 of the body (hex); ``changed_at``:
+    when its content last changed; ``mtime_ns``: the modification time of the file it was published from."""
+
+    path: str
+    etag: str
+    size: int
+    changed_at: dt.datetime
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A published document and its bytes."""
+
+    meta: DocumentMeta
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class JobState:
     """A scheduled job's last fire and how it ended."""
 

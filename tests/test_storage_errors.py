@@ -95,6 +95,10 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "record_fire": lambda s: s.record_fire("cycle", NOW),
     "record_job_outcome": lambda s: s.record_job_outcome("cycle", NOW, "ok"),
     "job_states": lambda s: s.job_states(),
+    "document_metas": lambda s: s.document_metas(),
+    "document_meta": lambda s: s.document_meta("main.xml"),
+    "document": lambda s: s.document("main.xml"),
+    "save_documents": lambda s: s.save_documents([], ["main.xml"]),
     "feed_rows": lambda s: s.feed_rows(),
     "feed_records": lambda s: s.feed_records(["1"]),
 }

@@ -11,6 +11,8 @@ One module per aggregate, on one shared base (:mod:`.base`: engine, transactions
 - :mod:`.digests`   the digest log and what is still to deliver
 - :mod:`.leases`    lease rows and each scheduled job's last fire
 - :mod:`.feedrows`  the reads the feeds plan and render from
+- :mod:`.documents` published documents (feeds, archives, OPML, index) any host can serve
+- :mod:`.pgsearch`  PostgreSQL's full-text search (the tsvector index, tsquery, ranking tiers, headlines)
 
 :class:`Storage` composes them. Consumers depend on the narrow protocols of :mod:`monitor.interfaces`, not
 on this class. The same code runs on PostgreSQL: only upserts need a dialect import, chosen from the engine.
@@ -24,6 +26,7 @@ from ..errors import StorageError
 from . import base
 from .base import BUSY_TIMEOUT_SECONDS, make_engine, reason, safe_url
 from .digests import DigestsMixin
+from .documents import DocumentsMixin
 from .feedrows import FeedRowsMixin
 from .leases import LeasesMixin
 from .papers import PapersMixin
@@ -34,7 +37,8 @@ from .tags import TagsMixin
 __all__ = ["Storage"]
 
 
-class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, LeasesMixin, FeedRowsMixin):
+class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, LeasesMixin, FeedRowsMixin,
+              DocumentsMixin):
     """The database behind the monitor. Create with :meth:`open` (runs migrations)."""
 
     @classmethod

@@ -188,6 +188,20 @@ schedule_state = sa.Table(
     sa.Column("message", sa.Text),
 )
 
+# Published documents (migration 0009): what the feed publisher wrote, for `monitor serve` on any host that
+# shares the database (see monitor.docsync). ``etag``: SHA-256 of ``body``; ``mtime_ns``: the publishing
+# file's modification time, so an unchanged file is recognised without reading it.
+feed_documents = sa.Table(
+    "feed_documents",
+    metadata,
+    sa.Column("path", sa.String(512), primary_key=True),  # below the feed folder: main.xml, archive/…
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),  # Last-Modified
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+)
+
 # The full-text index: an FTS5 virtual table whose rowid is the PMID. Deliberately not in ``metadata``:
 # SQLAlchemy cannot describe a virtual table, SQLite owns its shadow tables, and it does not exist on
 # PostgreSQL. :func:`include_in_schema_comparison` keeps it out of Alembic's comparisons.

@@ -1,0 +1,100 @@
+"""Published documents kept in the database (monitor/docsync.py, storage/documents.py) and served from it
+(monitor/serve.py's DatabaseDocuments), on either backend (see db_url in conftest)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.docsync import servable_files, sync_folder
+from monitor.serve import FeedApp
+from monitor.storage import Storage
+
+
+def write(folder: Path, rel: str, body: bytes, mtime: int | None = None) -> None:
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    if mtime is not None:
+        os.utime(path, ns=(mtime, mtime))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    out = tmp_path / "feeds"
+    write(out, "main.xml", b"<rss>main</rss>", 1_700_000_000_000_000_000)
+    write(out, "archive/main/1.xml", b"<rss>old</rss>", 1_700_000_000_000_000_000)
+    write(out, "index.html", b"<html>index</html>", 1_700_000_000_000_000_000)
+    write(out, "feeds.opml", b"<opml/>", 1_700_000_000_000_000_000)
+    write(out, ".manifest.json", b"{}")  # hidden: never stored, never served
+    write(out, "notes.txt", b"x")  # not a served kind of file
+    return out
+
+
+def test_a_folder_is_stored_then_only_what_changed(store: Storage, folder: Path) -> None:
+    assert set(servable_files(folder)) == {"main.xml", "archive/main/1.xml", "index.html", "feeds.opml"}
+    first = sync_folder(folder, store)
+    assert (first.stored, first.unchanged, first.removed) == (4, 0, 0)
+    stored = store.document("archive/main/1.xml")
+    assert stored is not None and stored.body == b"<rss>old</rss>"
+    assert stored.meta.etag == hashlib.sha256(b"<rss>old</rss>").hexdigest() and stored.meta.size == 14
+    assert stored.meta.changed_at.timestamp() == 1_700_000_000
+    again = sync_folder(folder, store)
+    assert (again.stored, again.unchanged, again.removed) == (0, 4, 0)
+    write(folder, "main.xml", b"<rss>main, revised</rss>", 1_700_000_100_000_000_000)
+    (folder / "archive" / "main" / "1.xml").unlink()
+    changed = sync_folder(folder, store)
+    assert (changed.stored, changed.unchanged, changed.removed) == (1, 2, 1)
+    assert store.document("archive/main/1.xml") is None
+    main = store.document("main.xml")
+    assert main is not None and main.body == b"<rss>main, revised</rss>"
+
+
+def test_another_host_publishing_the_same_bytes_keeps_the_validators(store: Storage, folder: Path,
+                                                                      tmp_path: Path) -> None:
+    sync_folder(folder, store)
+    before = store.document_metas()
+    other = tmp_path / "other-host"
+    for rel, path in servable_files(folder).items():
+        write(other, rel, path.read_bytes(), 1_800_000_000_000_000_000)  # same bytes, written later
+    report = sync_folder(other, store)
+    assert (report.stored, report.unchanged, report.removed) == (0, 4, 0)
+    assert store.document_metas() == before
+
+
+def call(app: FeedApp, path: str, **headers: str) -> tuple[str, dict[str, str], bytes]:
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, **{f"HTTP_{k.upper()}": v for k, v in headers.items()}}
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(hdrs)
+
+    body = b"".join(app(environ, start_response))
+    return str(seen["status"]), seen["headers"], body  # type: ignore[return-value]
+
+
+def test_serving_from_the_database_answers_like_the_folder(store: Storage, folder: Path) -> None:
+    sync_folder(folder, store)
+    from_db, from_files = FeedApp(documents=store), FeedApp(folder)
+    for path in ("/main.xml", "/", "/archive/main/1.xml", "/feeds.opml"):
+        db_status, db_headers, db_body = call(from_db, path)
+        file_status, file_headers, file_body = call(from_files, path)
+        assert (db_status, db_body) == (file_status, file_body) == ("200 OK", db_body)
+        for name in ("Content-Type", "ETag", "Last-Modified"):
+            assert db_headers[name] == file_headers[name], (path, name)
+    _, headers, _ = call(from_db, "/main.xml")
+    assert call(from_db, "/main.xml", if_none_match=headers["ETag"])[0] == "304 Not Modified"
+    assert call(from_db, "/main.xml", if_modified_since=headers["Last-Modified"])[0] == "304 Not Modified"
+    _, gz_headers, _ = call(from_db, "/main.xml", accept_encoding="gzip")
+    assert gz_headers["Content-Encoding"] == "gzip" and gz_headers["ETag"].endswith('-gz"')
+    for refused in ("/.manifest.json", "/notes.txt", "/../x.xml", "/nothing.xml"):
+        assert call(from_db, refused)[0] == "404 Not Found", refused
+    write(folder, "main.xml", b"<rss>new</rss>", 1_700_000_200_000_000_000)
+    sync_folder(folder, store)
+    status, headers2, body = call(from_db, "/main.xml", if_none_match=headers["ETag"])
+    assert status == "200 OK" and body == b"<rss>new</rss>" and headers2["ETag"] != headers["ETag"]
+    health = call(from_db, "/healthz")
+    assert health[0] == "200 OK" and b'"top_level_feeds": 1' in health[2]
