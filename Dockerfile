@@ -15,7 +15,8 @@ WORKDIR /src
 # queries.toml and taxonomy.toml too: monitor/sample/ links to them (`monitor demo` ships them in the package)
 COPY pyproject.toml README.md queries.toml taxonomy.toml ./
 COPY monitor ./monitor
-RUN pip install . && rm -rf /src
+# The postgres extra (psycopg 3): the same image runs against SQLite or PostgreSQL (docs/deploy-postgres.md).
+RUN pip install ".[postgres]" && rm -rf /src
 
 COPY --chown=monitor:monitor queries.toml taxonomy.toml /data/
 RUN install -d -o monitor -g monitor -m 0750 /data/db /data/feeds

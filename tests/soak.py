@@ -132,8 +132,9 @@ def checked(result: subprocess.CompletedProcess[str], tally: Tally, allowed: tup
 def integrity(db: Path) -> bool:
     """SQLite's integrity check of the file; on PostgreSQL (which a killed client cannot corrupt) that the
     database still answers."""
-    if on_postgres():
-        return bool(rows(db, "SELECT count(*) + 1 FROM papers")[0][0])
+    if on_postgres():  # a process killed mid-migration leaves no tables (the migration is one transaction)
+        tables = {r[0] for r in rows(db, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        return "papers" not in tables or rows(db, "SELECT count(*) FROM papers")[0][0] >= 0
     conn = sqlite3.connect(db)
     try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -98,3 +98,13 @@ def test_serving_from_the_database_answers_like_the_folder(store: Storage, folde
     assert status == "200 OK" and body == b"<rss>new</rss>" and headers2["ETag"] != headers["ETag"]
     health = call(from_db, "/healthz")
     assert health[0] == "200 OK" and b'"top_level_feeds": 1' in health[2]
+
+
+def test_the_deployment_guide_shows_the_compose_file_verbatim() -> None:
+    from tests.conftest import ROOT
+
+    guide = (ROOT / "docs" / "deploy-postgres.md").read_text(encoding="utf-8")
+    compose = (ROOT / "deploy" / "compose-postgres.yml").read_text(encoding="utf-8")
+    assert f"```yaml\n{compose}```" in guide
+    for service in ("db:", "daemon:", "web-1:", "web-2:"):
+        assert f"\n  {service}" in compose

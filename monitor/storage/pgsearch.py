@@ -176,23 +176,27 @@ def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
 
 def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, str]:
     """``ts_headline`` snippets for the hits (a second statement, so only the hits pay for them): from the
-    abstract when it has a match, else from the other fields."""
+    abstract when it has a match, else (a third statement, for those hits only) from the other fields."""
     text = tsquery(node, weighted=False)
     if text is None:
         return {}
-    out: dict[int, str] = {}
     query = _query(text)
     options = sa.literal(HEADLINE_OPTIONS)
     config: Any = sa.literal_column(f"'{CONFIG}'::regconfig")
     rest = sa.func.concat_ws(" · ", paper_search.c.title, sa.func.nullif(paper_search.c.keywords, ""),
                              sa.func.nullif(paper_search.c.mesh, ""), sa.func.nullif(paper_search.c.authors, ""))
+    out: dict[int, str] = {}
+    fallback: dict[int, str] = {}
     for chunk in chunks(pmids):
-        rows = conn.execute(sa.select(paper_search.c.pmid,
-                                      sa.func.ts_headline(config, paper_search.c.abstract, query, options),
-                                      sa.func.ts_headline(config, rest, query, options))
-                            .where(paper_search.c.pmid.in_(chunk)))
-        for pmid, abstract, other in rows:
-            out[int(pmid)] = abstract if SNIPPET_OPEN in (abstract or "") else other
+        for pmid, headline in conn.execute(
+                sa.select(paper_search.c.pmid, sa.func.ts_headline(config, paper_search.c.abstract, query, options))
+                .where(paper_search.c.pmid.in_(chunk))):
+            (out if SNIPPET_OPEN in (headline or "") else fallback)[int(pmid)] = headline or ""
+    for chunk in chunks(list(fallback)):
+        other = sa.func.ts_headline(config, rest, query, options)
+        for pmid, headline in conn.execute(sa.select(paper_search.c.pmid, other)
+                                           .where(paper_search.c.pmid.in_(chunk))):
+            out[int(pmid)] = headline if SNIPPET_OPEN in (headline or "") else fallback[int(pmid)]
     return out
 
 
