@@ -152,23 +152,20 @@ class App:
 
     @property
     def shares_documents(self) -> bool:
-        """Whether published documents are kept in the database for other hosts (:mod:`monitor.docsync`): a
-        PostgreSQL database is shared by nature; a SQLite file is served from its own host's folder."""
+        """Whether published documents are kept in the database for every host (a PostgreSQL database is
+        shared by nature; a SQLite file's host serves its own folder)."""
         return self.store.engine.dialect.name == "postgresql"
 
     def publish(self, out: Path | None = None) -> PublishReport:
         """Regenerate the feeds from the store (into ``out``, else the configured folder); with a shared
-        database, also keep what the folder now holds in the database, for `monitor serve` on any host."""
+        database, also into the database, for `monitor serve` on any host (:mod:`monitor.docsync`)."""
+        from .docsync import sync_folder
         from .feeds import publish
 
         report = publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
                          queries=[q.name for q in self.config.queries], out=out)
         if self.shares_documents:
-            from .docsync import sync_folder
-
-            synced = sync_folder(report.write.out, self.store)
-            log.info("published documents in the database: %d stored, %d unchanged, %d removed",
-                     synced.stored, synced.unchanged, synced.removed)
+            sync_folder(report.write.out, self.store)
         return report
 
     def select_queries(self, names: Sequence[str]) -> list[Query]:

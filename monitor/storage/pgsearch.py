@@ -168,7 +168,8 @@ def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
         return [rest]
     head_query = _query(" | ".join(operands))
     in_head = paper_search.c.head.bool_op("@@")(head_query)
-    # One term (a word, phrase or prefix) found in head is found in the document: head is its first part.
+    # One term (a word, phrase or prefix) found in head is found in the document: head is its first part
+    # (each of its fields cut at 1,000 characters, migration 0008: a phrase would have to span such a cut).
     first_where = [in_head] if isinstance(node, TextTerm) else [matches, in_head]
     first = Tier([*first_where, *exact], -1 - _rank(paper_search.c.head, head_query, HEAD_NORMALIZATION))
     return [first, Tier([*rest.where, sa.not_(in_head)], rest.score)]
