@@ -46,7 +46,7 @@ from ..types import SNIPPET_CLOSE, SNIPPET_OPEN, TextAll, TextAny, TextNode, Tex
 from .base import chunks
 
 CONFIG = "monitor_search"
-GIN_INDEX = "ix_paper_search_document"
+GIN_INDEXES = {"ix_paper_search_document": "document", "ix_paper_search_head": "head"}
 LABELS = {"title": "A", "keywords": "B", "mesh": "C", "abstract": "D", "authors": "D"}
 SHARED_LABEL = {"abstract", "authors"}  # fields whose label another field shares: re-checked on their text
 RANK_WEIGHTS = "{0.1, 0.3, 0.4, 1.0}"  # ts_rank weights of labels D, C, B, A
@@ -155,7 +155,8 @@ def _rank(vector: Any, query: Any, normalization: int) -> Any:
 def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
     """The statements that find ``node`` in ``paper_search``, in rank order (see the module docstring), or
     None when the text has no word left (it matches nothing). ``ranked`` False (sorting by date): one
-    statement with every match."""
+    statement with every match and no score (0: ranking every match of a broad word would read all their
+    documents; :func:`scores` ranks the page afterwards)."""
     text = tsquery(node, relaxed=True)
     if text is None:
         return None
@@ -164,7 +165,9 @@ def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
     exact = [exact_clause(node)] if needs_recheck(node) else []
     rest = Tier([matches, *exact], -_rank(paper_search.c.document, query, DOCUMENT_NORMALIZATION))
     operands = [op for op in (_operand(t, weighted=True) for t in _head_terms(node)) if op]
-    if not ranked or not operands:
+    if not ranked:
+        return [Tier(rest.where, sa.literal(0.0))]
+    if not operands:
         return [rest]
     head_query = _query(" | ".join(operands))
     in_head = paper_search.c.head.bool_op("@@")(head_query)
@@ -173,6 +176,19 @@ def tiers(node: TextNode, *, ranked: bool = True) -> list[Tier] | None:
     first_where = [in_head] if isinstance(node, TextTerm) else [matches, in_head]
     first = Tier([*first_where, *exact], -1 - _rank(paper_search.c.head, head_query, HEAD_NORMALIZATION))
     return [first, Tier([*rest.where, sa.not_(in_head)], rest.score)]
+
+
+def scores(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, float]:
+    """The document rank (as :func:`tiers` scores its second tier) of each of these papers."""
+    text = tsquery(node, relaxed=True)
+    if text is None:
+        return {}
+    score = -_rank(paper_search.c.document, _query(text), DOCUMENT_NORMALIZATION)
+    out: dict[int, float] = {}
+    for chunk in chunks(pmids):
+        out.update((int(p), float(v)) for p, v in conn.execute(
+            sa.select(paper_search.c.pmid, score).where(paper_search.c.pmid.in_(chunk))))
+    return out
 
 
 def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, str]:
@@ -241,11 +257,14 @@ WHERE NOT p.deleted
 
 
 def rebuild(conn: Connection) -> int:
-    """Empty ``paper_search`` and fill it from the stored papers; the GIN index is dropped for the fill and
-    built again at once (faster than growing it row by row). Returns the number of papers indexed."""
+    """Empty ``paper_search`` and fill it from the stored papers; the GIN indexes are dropped for the fill
+    and built again at once (faster than growing them row by row). Returns the number of papers indexed."""
     conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {GIN_INDEX}")
+    for index in GIN_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
     conn.exec_driver_sql("TRUNCATE paper_search")
     conn.exec_driver_sql(REBUILD_SQL)
-    conn.exec_driver_sql(f"CREATE INDEX {GIN_INDEX} ON paper_search USING gin (document)")
+    for index, column in GIN_INDEXES.items():
+        conn.exec_driver_sql(f"CREATE INDEX {index} ON paper_search USING gin ({column})")
+    conn.exec_driver_sql("ANALYZE paper_search")  # the planner's word frequencies
     return int(conn.exec_driver_sql("SELECT count(*) FROM paper_search").scalar_one())

@@ -250,6 +250,9 @@ class SearchMixin(StorageBase):
             if ranking.snippets and text is not None:
                 snippets = (pgsearch.snippets(conn, text, pmids) if backend == "tsvector"
                             else _snippets(conn, text, pmids))
+            if backend == "tsvector" and sort == "date" and text is not None:  # ranked after paging (see tiers)
+                by_pmid_score = pgsearch.scores(conn, text, pmids)
+                ranked = [(p, by_pmid_score.get(p, score)) for p, score in ranked]
             rows: list[Any] = []
             for chunk in chunks(pmids):
                 rows += conn.execute(paper_columns().where(papers.c.pmid.in_(chunk))).all()

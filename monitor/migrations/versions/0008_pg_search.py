@@ -92,6 +92,10 @@ WHERE NOT p.deleted
 INDEXES = [
     "CREATE INDEX ix_paper_search_document ON paper_search USING gin (document)",
     "CREATE INDEX ix_paper_search_head ON paper_search USING gin (head)",
+    # Newest first (`monitor search --sort date`, listings without text): PostgreSQL cannot walk
+    # ix_papers_sort_date backwards for DESC NULLS LAST, so it sorted every match instead.
+    "CREATE INDEX ix_papers_newest ON papers (sort_date DESC NULLS LAST, pmid DESC)",
+    "ANALYZE paper_search",
 ]
 
 
@@ -110,6 +114,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute("DROP INDEX ix_papers_newest")
     op.execute("DROP TABLE paper_search")
     op.execute("DROP FUNCTION monitor_search_text(text)")
     op.execute("DROP TEXT SEARCH CONFIGURATION monitor_search")
