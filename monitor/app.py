@@ -225,23 +225,16 @@ class App:
                      exclude_retracted: bool = False) -> PaperFilter:
         """Check filter values (tag ids against the taxonomy, query names against the config and the
         database, dates) and build the filter. Option names in messages are the CLI's."""
-        from .search import period, tag_ids
+        from .search import CLI_NAMES, build_filter
 
-        tags: dict[str, tuple[str, ...]] = {}
-        for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
-            tags[kind] = tag_ids(values, self.taxonomy.ids(kind), f"--{kind}") if values else ()
-        names = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
-        if names:
-            known = {q.name for q in self.config.queries} | self.store.linked_query_names()
-            for name in names:
-                if name not in known:
-                    raise UsageError(f"--query: no query named {name!r} (known: {', '.join(sorted(known))})")
-        start, end = period(since, "--since", end=False), period(until, "--until", end=True)
-        if start and end and start > end:
-            raise UsageError(f"--since {since} is after --until {until}")
-        return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"],
-                           designs=tags["design"], queries=names, since=start, until=end, date_field=date_field,
-                           relevant_only=relevant_only, exclude_retracted=exclude_retracted)
+        return build_filter(known_tags=self.taxonomy.ids, known_queries=self.known_query_names, names=CLI_NAMES,
+                            conditions=conditions, interventions=interventions, designs=designs,
+                            query_names=query_names, since=since, until=until, date_field=date_field,
+                            relevant_only=relevant_only, exclude_retracted=exclude_retracted)
+
+    def known_query_names(self) -> set[str]:
+        """The configured queries and any that found a stored paper (a query removed from the config)."""
+        return {q.name for q in self.config.queries} | self.store.linked_query_names()
 
     def papers(self, filters: PaperFilter, *, include_deleted: bool = True) -> Iterator[StoredPaper]:
         """Every stored paper that passes ``filters``, in PMID order (what exports write)."""
