@@ -55,6 +55,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "iter_papers": lambda s: list(s.iter_papers()),
     "events": lambda s: s.events(),
     "linked_query_names": lambda s: s.linked_query_names(),
+    "linked_pmids": lambda s: s.linked_pmids("q"),
     "status_changes": lambda s: s.status_changes(),
     "retag": lambda s: s.retag(lambda _: Tagging()),
     "save_taggings": lambda s: s.save_taggings({"1": Tagging()}),
