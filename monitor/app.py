@@ -38,6 +38,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` start faster without them
+    from flask import Flask
+
     from .digest import Digest, DigestReport, Vocabulary
     from .feeds import PublishReport
     from .scheduler import Daemon
@@ -277,6 +279,18 @@ class App:
                 fires = tuple(next_fire_times(trigger_for(job, now), now, 3))
                 out.append(JobStatus(name, f"cron '{job.cron}'", state, next_fires=fires))
         return tuple(out)
+
+    def web_app(self, feeds: Path | None = None) -> Flask:
+        """The web app `monitor serve` runs (read-only): this app's store, taxonomy, queries and status,
+        and the feed folder (``feeds``, else the configured one)."""
+        from .web import Labels, WebContext, create_app
+
+        self.taxonomy  # noqa: B018 - a broken taxonomy fails here, before the server starts
+        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(self.taxonomy),
+                         query_names=tuple(q.name for q in self.config.queries), known_queries=self.known_query_names,
+                         feeds=feeds or self.config.feeds.out, status=self.status,
+                         today=lambda: self.clock.now().date(), title=self.config.feeds.title)
+        return create_app(ctx)
 
     # ---------------------------------------------------------------- the digest
 

@@ -416,27 +416,27 @@ def feed(app: App, out: Path | None) -> None:
 
 @command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback by default; 0.0.0.0 exposes the feeds to your network).")
+              help="Address to listen on (loopback by default; 0.0.0.0 exposes the app to your network).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed on start-up).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Serve this folder instead of the configured one (feeds.out).")
+              help="Serve the feeds from this folder instead of the configured one (feeds.out).")
 def serve(app: App, host: str, port: int, out: Path | None) -> None:
-    """Serve the feeds, feeds.opml and index.html over HTTP (with ETag/Last-Modified and gzip).
+    """Serve the web app (search, paper pages, evidence map, trends, status, JSON API) and the feeds,
+    feeds.opml and index.html (with ETag/Last-Modified and gzip). Read-only.
 
     The feeds are written once on start-up; after that whatever `monitor run` writes is served at once."""
-    from .serve import FeedServer
+    from .web.server import WebServer
 
     folder = out or app.config.feeds.out
     _echo_publish(app.publish(folder))
-    server = FeedServer(folder, host=host, port=port)
-    app.close()  # the database is not needed while serving files
+    server = WebServer(app.web_app(folder), host=host, port=port)
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    click.echo(f"serving {folder} on {server.url} (main feed: {server.url}main.xml; Ctrl-C to stop)")
+    click.echo(f"serving the web app on {server.url} (feeds from {folder}: {server.url}main.xml; Ctrl-C to stop)")
     sys.stdout.flush()
     try:
         server.serve_forever()
