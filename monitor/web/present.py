@@ -179,7 +179,10 @@ def pages(total: int, per_page: int) -> int:
     return max(1, -(-total // per_page))
 
 
-def short_label(label: str) -> str:
+SHORT_LABELS = {"fecal_microbiota_transplant": "FMT", "hidradenitis_suppurativa": "Hidradenitis"}
+
+
+def short_label(label: str, tag: str = "") -> str:
     """A tag label without its parenthesis or alternatives (``Antibiotics (incl. …)`` → ``Antibiotics``),
-    for table headers."""
-    return re.split(r" \(| / ", label, maxsplit=1)[0]
+    or a common abbreviation, for table headers."""
+    return SHORT_LABELS.get(tag) or re.split(r" \(| / ", label, maxsplit=1)[0]
