@@ -94,6 +94,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "count_matching": lambda s: s.count_matching(TextTerm("probiotic"), PaperFilter()),
     "facets": lambda s: s.facets(TextTerm("probiotic"), PaperFilter(conditions=("acne",))),
     "evidence_map": lambda s: s.evidence_map(PaperFilter(relevant_only=True)),
+    "data_version": lambda s: s.data_version(),
     "trend_counts": lambda s: s.trend_counts("condition", PaperFilter(relevant_only=True)),
 }
 NOT_DATABASE_CALLS = {"open", "close", "reopened"}  # lifecycle: they make or drop connections, read nothing

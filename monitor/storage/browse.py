@@ -61,6 +61,21 @@ def _pair(first: str, second: str) -> tuple[Any, Any, Any]:
 class BrowseMixin(StorageBase):
     """The web app's reads (see the module docstring)."""
 
+    def data_version(self) -> int | None:
+        """A number that changes whenever another connection commits to the database, for caches of the
+        reads above: SQLite's ``PRAGMA data_version``, asked on a connection kept for it alone (its value
+        only moves for *other* connections' commits, and a read-only web server writes nothing). None
+        where the database has no such counter (PostgreSQL): callers then bound a cached value's age."""
+        if not self._fts:
+            return None
+        with self._errors("checking for changes"), self._watch_lock:
+            if self._watch is None:
+                self._watch = self.engine.connect()
+            try:
+                return int(self._watch.exec_driver_sql("PRAGMA data_version").scalar_one())
+            finally:
+                self._watch.rollback()  # never hold a read transaction open between checks
+
     def paper_detail(self, pmid: str) -> PaperDetail | None:
         """One stored paper (withdrawn ones too) with every event of its history, oldest first; None if
         the PMID is not stored."""

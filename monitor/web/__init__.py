@@ -6,6 +6,7 @@ each, and the feed folder served as before. No JavaScript framework and no exter
 - :mod:`.params`     request parameters → checked values (the filters are `monitor search`'s)
 - :mod:`.present`    pure shaping of stored values for pages and JSON (escaping, highlighting, links)
 - :mod:`.charts`     monthly bar charts as inline SVG
+- :mod:`.cache`      aggregate reads kept until the database changes
 - :mod:`.api`        the JSON endpoints
 - :mod:`.pages`      the HTML pages and the export download
 - :mod:`.feedfiles`  the feed folder with its validators, gzip and ``/healthz``

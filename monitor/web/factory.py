@@ -7,6 +7,7 @@ characters, bytes that are not UTF-8).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import logging
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import ParameterError, StorageError
 from . import api, pages
+from .cache import CachedReads
 from .context import WebContext
 from .feedfiles import FeedFiles
 from .feedfiles import blueprint as feeds_blueprint
@@ -36,8 +38,11 @@ StartResponse = Callable[..., Any]
 Wsgi = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def create_app(ctx: WebContext) -> Flask:
-    """The web app over ``ctx`` (read-only: every route answers GET and HEAD only)."""
+def create_app(ctx: WebContext, *, cache: bool = True) -> Flask:
+    """The web app over ``ctx`` (read-only: every route answers GET and HEAD only). ``cache``: keep
+    aggregate reads (facets, counts, the map, trends) until the database changes (:mod:`.cache`)."""
+    if cache:
+        ctx = dataclasses.replace(ctx, store=CachedReads(ctx.store))
     app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=64 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
