@@ -40,6 +40,14 @@ def blueprint(ctx: WebContext) -> Blueprint:
         return {"labels": ctx.labels, "site_title": ctx.title, "p": present, "args": args, "values": values,
                 "nav": request.endpoint}
 
+    _lists(bp, ctx)
+    _views(bp, ctx)
+    return bp
+
+
+def _lists(bp: Blueprint, ctx: WebContext) -> None:
+    """The pages that list papers: home, search, and the export of a search."""
+
     @bp.get("/")
     def home() -> str:
         args = request.args.to_dict(flat=False)
@@ -75,6 +83,11 @@ def blueprint(ctx: WebContext) -> Blueprint:
         return Response(out.getvalue(), content_type=f"{mime}; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="gut-skin-papers.{ext}"'})
 
+
+
+def _views(bp: Blueprint, ctx: WebContext) -> None:
+    """The paper page, the evidence map, trends and status."""
+
     @bp.get("/paper/<pmid>")
     def paper(pmid: str) -> str:
         params.check_known(request.args.to_dict(flat=False), ())
@@ -107,5 +120,3 @@ def blueprint(ctx: WebContext) -> Blueprint:
     def status() -> str:
         params.check_known(request.args.to_dict(flat=False), ())
         return render_template("status.html", s=ctx.status())
-
-    return bp
