@@ -14,9 +14,12 @@ from typing import Protocol, runtime_checkable
 
 from .types import (
     DigestRecord,
+    EvidenceMap,
+    Facets,
     FeedRow,
     JobState,
     LeaseRow,
+    PaperDetail,
     PaperFilter,
     ParsedItem,
     QueryReport,
@@ -29,6 +32,7 @@ from .types import (
     TagChanges,
     Tagger,
     TextNode,
+    TrendCounts,
 )
 
 
@@ -150,7 +154,7 @@ class PaperReader(Protocol):
     """Reading stored papers: search, filtered listings and exports (:mod:`monitor.search`, exports)."""
 
     def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
-               limit: int | None = 20) -> list[SearchHit]: ...
+               limit: int | None = 20, offset: int = 0) -> list[SearchHit]: ...
 
     def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False, batch: int = 1000,
                     filters: PaperFilter | None = None) -> Iterator[StoredPaper]: ...
@@ -170,3 +174,23 @@ class TagStore(Protocol):
     def taxonomy_versions(self) -> dict[str | None, int]: ...
 
     def count_papers(self, *, include_deleted: bool = False) -> int: ...
+
+
+@runtime_checkable
+class BrowseStore(PaperReader, Protocol):
+    """What the web app reads (:mod:`monitor.web`): search and its counts, a paper's page, the newest
+    papers, the evidence map and monthly trends."""
+
+    def paper_detail(self, pmid: str) -> PaperDetail | None: ...
+
+    def recent_papers(self, filters: PaperFilter, *, limit: int, offset: int = 0) -> list[StoredPaper]: ...
+
+    def count_matching(self, text: TextNode | None, filters: PaperFilter) -> int: ...
+
+    def facets(self, text: TextNode | None, filters: PaperFilter) -> Facets: ...
+
+    def evidence_map(self, filters: PaperFilter) -> EvidenceMap: ...
+
+    def trend_counts(self, kind: str, filters: PaperFilter) -> TrendCounts: ...
+
+    def data_version(self) -> int | None: ...

@@ -18,11 +18,11 @@ import csv
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .errors import SearchSyntaxError, UsageError
+from .errors import ParameterError, SearchSyntaxError
 from .export import CSV_COLUMNS, WRITERS, csv_row, paper_record
 from .formats import SEARCH_FORMATS, csv_cell, printable
 from .interfaces import PaperReader
@@ -38,20 +38,31 @@ _FIELD_RE = re.compile(r"^([A-Za-z]+):(.*)$", re.S)
 @dataclass(frozen=True, slots=True)
 class SearchRequest:
     """What to look for. ``text`` None lists every paper that passes the filters. ``sort``: ``relevance``
-    or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match."""
+    or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match; ``offset``
+    skips that many first (a page of results)."""
 
     text: str | None = None
     filters: PaperFilter = PaperFilter()  # noqa: RUF009 - frozen, shared safely
     sort: str | None = None
     limit: int | None = 20
+    offset: int = 0
+
+    @property
+    def node(self) -> TextNode | None:
+        """The parsed text (:class:`SearchSyntaxError` when it cannot be searched), None without text."""
+        return parse_query(self.text) if self.text is not None else None
+
+    @property
+    def effective_sort(self) -> str:
+        return self.sort or ("relevance" if self.text is not None else "date")
 
 
 def search(store: PaperReader, request: SearchRequest) -> list[SearchHit]:
     """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change), query the
     store, and fill in plain snippets where the store has none (PostgreSQL)."""
-    node = parse_query(request.text) if request.text is not None else None
-    sort = request.sort or ("relevance" if node is not None else "date")
-    hits = store.search(node, request.filters, sort=sort, limit=request.limit)
+    node = request.node
+    hits = store.search(node, request.filters, sort=request.effective_sort, limit=request.limit,
+                        offset=request.offset)
     if node is None:
         return hits
     return [h if h.snippet is not None else SearchHit(h.paper, h.score, plain_snippet(h.paper.article.abstract_text
@@ -313,7 +324,8 @@ def tag_ids(values: Iterable[str], known: Sequence[str], option: str) -> tuple[s
                 continue
             tag = re.sub(r"[\s\-]+", "_", item.strip().lower())
             if tag not in known:
-                raise UsageError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}")
+                raise ParameterError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}",
+                                     parameter=option)
             out.append(tag)
     return tuple(dict.fromkeys(out))
 
@@ -337,5 +349,50 @@ def period(value: str | None, option: str, *, end: bool) -> dt.date | None:
             return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
         return dt.date(year, 12, 31) if end else dt.date(year, 1, 1)
     except ValueError:
-        raise UsageError(f"{option}: expected a year (2024), a month (2024-03) or a day (2024-03-15), "
-                                f"got {value!r}") from None
+        raise ParameterError(f"{option}: expected a year (2024), a month (2024-03) or a day (2024-03-15), "
+                             f"got {value!r}", parameter=option) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterNames:
+    """What each front end calls the filter options, for messages that point at the one to fix."""
+
+    condition: str = "--condition"
+    intervention: str = "--intervention"
+    design: str = "--design"
+    query: str = "--query"
+    since: str = "--since"
+    until: str = "--until"
+
+
+CLI_NAMES = FilterNames()
+API_NAMES = FilterNames("condition", "intervention", "design", "query", "since", "until")
+
+
+def build_filter(*, known_tags: Callable[[str], Sequence[str]], known_queries: Callable[[], set[str]],
+                 names: FilterNames = CLI_NAMES, conditions: Sequence[str] = (), interventions: Sequence[str] = (),
+                 designs: Sequence[str] = (), query_names: Sequence[str] = (), since: str | None = None,
+                 until: str | None = None, date_field: str = "published", relevant_only: bool = False,
+                 exclude_retracted: bool = False) -> PaperFilter:
+    """Check filter values and build the filter (pure but for the two look-ups it is given): tag ids
+    against ``known_tags(kind)``, query names against ``known_queries()`` (asked only when names are
+    given), dates as :func:`period` reads them. A bad value raises :class:`ParameterError` naming the
+    option as ``names`` spells it."""
+    tags: dict[str, tuple[str, ...]] = {}
+    for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
+        tags[kind] = tag_ids(values, known_tags(kind), getattr(names, kind)) if values else ()
+    wanted = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
+    if wanted:
+        known = known_queries()
+        for name in wanted:
+            if name not in known:
+                raise ParameterError(f"{names.query}: no query named {name!r} (known: {', '.join(sorted(known))})",
+                                     parameter=names.query)
+    start, end = period(since, names.since, end=False), period(until, names.until, end=True)
+    if start and end and start > end:
+        raise ParameterError(f"{names.since} {since} is after {names.until} {until}", parameter=names.since)
+    if date_field not in ("published", "found"):
+        raise ValueError(f"unknown date field {date_field!r}")
+    return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"], designs=tags["design"],
+                       queries=wanted, since=start, until=end, date_field=date_field, relevant_only=relevant_only,
+                       exclude_retracted=exclude_retracted)

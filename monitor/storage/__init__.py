@@ -11,6 +11,7 @@ One module per aggregate, on one shared base (:mod:`.base`: engine, transactions
 - :mod:`.digests`   the digest log and what is still to deliver
 - :mod:`.leases`    lease rows and each scheduled job's last fire
 - :mod:`.feedrows`  the reads the feeds plan and render from
+- :mod:`.browse`    the web app's reads: a paper's page, recent papers, facets, the evidence map, trends
 
 :class:`Storage` composes them. Consumers depend on the narrow protocols of :mod:`monitor.interfaces`, not
 on this class. The same code runs on PostgreSQL: only upserts need a dialect import, chosen from the engine.
@@ -23,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import StorageError
 from . import base
 from .base import BUSY_TIMEOUT_SECONDS, make_engine, reason, safe_url
+from .browse import BrowseMixin
 from .digests import DigestsMixin
 from .feedrows import FeedRowsMixin
 from .leases import LeasesMixin
@@ -34,7 +36,8 @@ from .tags import TagsMixin
 __all__ = ["Storage"]
 
 
-class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, LeasesMixin, FeedRowsMixin):
+class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, LeasesMixin, FeedRowsMixin,
+              BrowseMixin):
     """The database behind the monitor. Create with :meth:`open` (runs migrations)."""
 
     @classmethod

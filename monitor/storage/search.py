@@ -213,6 +213,16 @@ def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, fts: bool) 
     return _Ranking(statement, use_fts)
 
 
+def matching_pmids(text: TextNode | None, filters: PaperFilter, fts: bool) -> sa.Select[Any]:
+    """The PMIDs a search for ``text`` with ``filters`` finds, unordered and unscored (every one, not a
+    page): what result counts and facets are computed over, so they describe exactly the search's set."""
+    statement = _ranking(text, filters, "date" if text is None else "relevance", fts).statement
+    # correlate(None): used as ``x IN (this)`` inside a statement that reads ``papers`` too, it must stay a
+    # statement of its own rather than be folded into the outer one's row.
+    return (statement.order_by(None).with_only_columns(statement.selected_columns.pmid, maintain_column_froms=True)
+            .correlate(None))
+
+
 class SearchMixin(StorageBase):
     """Full-text search over the stored papers."""
 
@@ -227,11 +237,12 @@ class SearchMixin(StorageBase):
             return int(conn.exec_driver_sql("SELECT count(*) FROM papers_fts").scalar_one())
 
     def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
-               limit: int | None = 20) -> list[SearchHit]:
+               limit: int | None = 20, offset: int = 0) -> list[SearchHit]:
         """Stored papers that match ``text`` (None: every paper) and pass ``filters``, best first.
 
         ``sort``: ``relevance`` (bm25, title weighted above keywords, MeSH, authors and abstract; PMID
-        breaks ties, newest first) or ``date`` (publication date, newest first). ``limit`` None: all.
+        breaks ties, newest first) or ``date`` (publication date, newest first). ``limit`` None: all;
+        ``offset``: skip that many of the best first (a later page).
         On SQLite each hit has a snippet with the matched words between ``SNIPPET_OPEN`` and
         ``SNIPPET_CLOSE``. On PostgreSQL (no FTS5) terms are matched case-insensitively as substrings of the
         title and the stored record, title hits rank first, and ``snippet`` is None. A query FTS5 refuses
@@ -242,6 +253,8 @@ class SearchMixin(StorageBase):
             raise ValueError(f"unknown sort {sort!r}")
         ranking = _ranking(text, filters, sort, self._fts)
         q = ranking.statement if limit is None else ranking.statement.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self._tx("searching papers") as conn:
             try:
                 ranked = [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
