@@ -234,9 +234,10 @@ class App:
                      exclude_retracted: bool = False) -> PaperFilter:
         """Check filter values (tag ids against the taxonomy, query names against the config and the
         database, dates) and build the filter. Option names in messages are the CLI's."""
-        from .search import CLI_NAMES, build_filter
+        from .search import CLI_NAMES, build_filter, tag_aliases
 
         return build_filter(known_tags=self.taxonomy.ids, known_queries=self.known_query_names, names=CLI_NAMES,
+                            aliases=tag_aliases(self.taxonomy.tags.values()),
                             conditions=conditions, interventions=interventions, designs=designs,
                             query_names=query_names, since=since, until=until, date_field=date_field,
                             relevant_only=relevant_only, exclude_retracted=exclude_retracted)

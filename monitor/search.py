@@ -18,15 +18,18 @@ import csv
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ParameterError, SearchSyntaxError
 from .export import CSV_COLUMNS, WRITERS, csv_row, paper_record
 from .formats import SEARCH_FORMATS, csv_cell, printable
 from .interfaces import PaperReader
 from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
+
+if TYPE_CHECKING:
+    from .taxonomy import TagDef
 
 FORMATS = SEARCH_FORMATS
 FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
@@ -313,21 +316,48 @@ def render_table(hits: Sequence[SearchHit], *, limit: int | None, width: int | N
 # ------------------------------------------------------------------ option values
 
 
-def tag_ids(values: Iterable[str], known: Sequence[str], option: str) -> tuple[str, ...]:
+def tag_ids(values: Iterable[str], known: Sequence[str], option: str,
+            aliases: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Tag ids from ``--condition``-style values: repeatable and comma-separated, forgiving about case,
-    spaces and hyphens ("Atopic dermatitis" → ``atopic_dermatitis``); an unknown id is a usage error that
-    lists the known ones."""
+    spaces and hyphens ("Atopic dermatitis" → ``atopic_dermatitis``); any name a user sees for a tag —
+    its label, a part of it, a MeSH heading, a plain synonym or an abbreviation (``aliases``, from
+    :func:`tag_aliases`: "eczema" → ``atopic_dermatitis``) — works too. An unknown value is a usage error
+    that lists the known ids."""
     out: list[str] = []
     for value in values:
         for item in value.split(","):
             if not item.strip():
                 continue
-            tag = re.sub(r"[\s\-]+", "_", item.strip().lower())
+            tag = alias_key(item)
+            if tag not in known:
+                tag = (aliases or {}).get(tag, tag)
             if tag not in known:
                 raise ParameterError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}",
                                      parameter=option)
             out.append(tag)
     return tuple(dict.fromkeys(out))
+
+
+def alias_key(name: str) -> str:
+    """How a tag name is compared: lower case, runs of spaces, hyphens and underscores as one ``_``."""
+    return re.sub(r"[\s\-_]+", "_", name.strip().lower()).strip("_")
+
+
+_PLAIN = re.compile(r"[a-z][a-z' -]*[a-z]")  # a pattern that is a plain word or phrase, not a regex
+
+
+def tag_aliases(tags: Iterable[TagDef]) -> dict[str, str]:
+    """Every name a user may use for a tag (its label and the parts of it, its MeSH headings, its plain
+    synonyms and abbreviations), as :func:`alias_key` keys → tag id. A name two tags share belongs to
+    neither (it would be a guess)."""
+    seen: dict[str, set[str]] = {}
+    for t in tags:
+        names = [t.label, *re.split(r"\s*[/(),;]\s*|\s+or\s+", t.label), *t.mesh, *t.abbreviations]
+        names += [p for p in t.patterns if _PLAIN.fullmatch(p)]
+        for name in names:
+            if name and name.strip():
+                seen.setdefault(alias_key(name), set()).add(t.id)
+    return {key: next(iter(ids)) for key, ids in seen.items() if len(ids) == 1}
 
 
 def period(value: str | None, option: str, *, end: bool) -> dt.date | None:
@@ -370,7 +400,8 @@ API_NAMES = FilterNames("condition", "intervention", "design", "query", "since",
 
 
 def build_filter(*, known_tags: Callable[[str], Sequence[str]], known_queries: Callable[[], set[str]],
-                 names: FilterNames = CLI_NAMES, conditions: Sequence[str] = (), interventions: Sequence[str] = (),
+                 names: FilterNames = CLI_NAMES, aliases: Mapping[str, str] | None = None,
+                 conditions: Sequence[str] = (), interventions: Sequence[str] = (),
                  designs: Sequence[str] = (), query_names: Sequence[str] = (), since: str | None = None,
                  until: str | None = None, date_field: str = "published", relevant_only: bool = False,
                  exclude_retracted: bool = False) -> PaperFilter:
@@ -380,7 +411,7 @@ def build_filter(*, known_tags: Callable[[str], Sequence[str]], known_queries: C
     option as ``names`` spells it."""
     tags: dict[str, tuple[str, ...]] = {}
     for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
-        tags[kind] = tag_ids(values, known_tags(kind), getattr(names, kind)) if values else ()
+        tags[kind] = tag_ids(values, known_tags(kind), getattr(names, kind), aliases) if values else ()
     wanted = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
     if wanted:
         known = known_queries()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +27,15 @@ class Labels:
     interventions: tuple[str, ...]
     designs: tuple[str, ...]
     names: dict[str, str]
+    aliases: dict[str, str] = field(default_factory=dict)  # every name a user may filter by → tag id
 
     @classmethod
     def from_taxonomy(cls, taxonomy: Taxonomy) -> Labels:
+        from ..search import tag_aliases
+
         return cls(tuple(taxonomy.ids("condition")), tuple(taxonomy.ids("intervention")),
-                   tuple(taxonomy.ids("design")), {t.id: t.label for t in taxonomy.tags.values()})
+                   tuple(taxonomy.ids("design")), {t.id: t.label for t in taxonomy.tags.values()},
+                   tag_aliases(taxonomy.tags.values()))
 
     def ids(self, kind: str) -> tuple[str, ...]:
         """The ids of one kind (condition | intervention | design); none for another kind."""

@@ -103,7 +103,7 @@ def paper_filter(args: Args, labels: Labels, known_queries: Callable[[], set[str
     date_field = choice(args, "date", ("published", "found"), "published")
     assert date_field is not None
     return build_filter(
-        known_tags=labels.ids, known_queries=known_queries, names=API_NAMES,
+        known_tags=labels.ids, known_queries=known_queries, names=API_NAMES, aliases=labels.aliases,
         conditions=args.get("condition", ()), interventions=args.get("intervention", ()),
         designs=args.get("design", ()), query_names=args.get("query", ()), since=one(args, "since"),
         until=one(args, "until"), date_field=date_field,
