@@ -371,3 +371,91 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 def world(tmp: Path, smtp_port: int | None = None) -> tuple[StandIn, SoakWorld]:
     standin = StandIn(today=TODAY, hang_seconds=1.0).start()
     return standin, SoakWorld(standin, tmp, smtp_port)
+
+
+# ---------------------------------------------------------------- hostile answers from "NCBI"
+
+
+def _record(title: bytes, abstract: bytes = b"Probiotics and psoriasis.", pmid: bytes = b"31999001") -> bytes:
+    return (b"<PubmedArticle><MedlineCitation Status=\"MEDLINE\" Owner=\"NLM\"><PMID Version=\"1\">" + pmid +
+            b"</PMID><Article><Journal><Title>J Test</Title></Journal><ArticleTitle>" + title +
+            b"</ArticleTitle><Abstract><AbstractText>" + abstract + b"</AbstractText></Abstract></Article>"
+            b"</MedlineCitation></PubmedArticle>")
+
+
+def hostile_bodies(text_node_mb: int = 50) -> dict[str, tuple[bytes, list[tuple[str, str]], int, float]]:
+    """name → (efetch body, extra headers, how many requests get it, trickle seconds per byte). Those sent
+    to every attempt make the query fail (a clear one-line error); the others are recovered by a retry."""
+    import gzip
+
+    head = b'<?xml version="1.0"?>\n'
+    open_set, close_set = b"<PubmedArticleSet>", b"</PubmedArticleSet>"
+    laughs = b"".join(b'<!ENTITY l%d "&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;">' % ((i,) + (i - 1,) * 10)
+                      for i in range(1, 10))
+    bomb = gzip.compress(bytes(1 << 30), compresslevel=9)  # 1 GiB of zeros in about 1 MB
+    big = b"gut " * (text_node_mb * (1 << 20) // 4)
+    return {
+        "xxe": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + open_set +
+                _record(b"Probiotics &x; in psoriasis") + close_set, [], 99, 0.0),
+        "parameter entity": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> '
+                             b"%p;]>" + open_set + _record(b"Probiotics") + close_set, [], 99, 0.0),
+        "billion laughs": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY l0 "ha">' + laughs + b"]>" + open_set +
+                           _record(b"&l9;") + close_set, [], 99, 0.0),
+        "xinclude": (head + b'<PubmedArticleSet xmlns:xi="http://www.w3.org/2001/XInclude">' +
+                     _record(b'<xi:include href="file:///etc/passwd" parse="text"/>') + close_set, [], 99, 0.0),
+        "gzip bomb": (bomb, [("Content-Encoding", "gzip")], 99, 0.0),
+        "invalid utf-8": (head + open_set + _record(b"Probiotics \xff\xfe in psoriasis") + close_set, [], 99, 0.0),
+        "html with 200": (b"<html><body><h1>Service unavailable</h1></body></html>", [], 99, 0.0),
+        "trickle": (head + open_set + _record(b"Probiotics") + close_set, [], 1, 0.02),
+        f"{text_node_mb} MB text node": (head + open_set + _record(b"Probiotics in psoriasis", big) + close_set,
+                                         [], 1, 0.0),
+    }
+
+
+def hostile_answers(world: SoakWorld, text_node_mb: int = 50) -> Tally:
+    """Each hostile efetch answer in turn, in a real `monitor run`: it ends (0 or 1) within its deadline,
+    with at most one error line and no traceback, nothing it tried to smuggle in is stored, peak memory
+    stays bounded."""
+    tally = Tally()
+    text = world.config.read_text(encoding="utf-8").replace("timeout = 1", "timeout = 1\ndeadline = 3", 1)
+    world.config.write_text(text.replace("max_attempts = 6", "max_attempts = 2"), encoding="utf-8")
+    first = world.queries[0]
+    for name, (body, headers, count, trickle) in hostile_bodies(text_node_mb).items():
+        world.standin.clear_faults()
+        world.standin.inject("body", count=count, endpoint="efetch", body=body, headers=headers,
+                             trickle_seconds=trickle)
+        began = time.monotonic()
+        proc = world.start("run", "--query", first.name, "--since", "1940-01-01",
+                           db=world.tmp / f"{len(tally.notes)}.sqlite3")
+        peak = _peak_rss_mb(proc)
+        out, err = proc.communicate(timeout=120)
+        tally.runs += 1
+        tally.peak_rss_mb = max(tally.peak_rss_mb, peak)
+        tally.tracebacks += "Traceback" in out + err
+        errors = [ln for ln in err.splitlines() if ln.startswith("monitor: error")]
+        if proc.returncode not in (0, 1) or len(errors) > 1:
+            tally.unexpected_exits += 1
+        why = next((ln.strip() for ln in out.splitlines() if ln.startswith(" ")), "")  # a failed query's reason
+        tally.notes.append(f"{name}: exit {proc.returncode} in {time.monotonic() - began:.1f}s, peak "
+                           f"{peak:.0f} MB, {why[:160] or 'stored'}")
+        db = world.tmp / f"{len(tally.notes) - 1}.sqlite3"
+        if db.exists():
+            stored = sqlite3.connect(db).execute("SELECT group_concat(data) FROM papers").fetchone()[0] or ""
+            tally.corrupt += "root:" in stored or "hahaha" in stored  # a file or an expansion got in
+    world.standin.clear_faults()
+    return tally
+
+
+def _peak_rss_mb(proc: subprocess.Popen[str]) -> float:
+    """The highest resident memory of a running process, sampled until it ends."""
+    import psutil
+
+    peak = 0
+    try:
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.02)
+    except psutil.NoSuchProcess:
+        pass
+    return peak / (1 << 20)

@@ -68,3 +68,16 @@ def test_two_commands_at_once(tmp_path: Path) -> None:
     finally:
         standin.stop()
     assert_clean(tally)
+
+
+def test_hostile_answers_from_ncbi(tmp_path: Path) -> None:
+    standin, world = soak.world(tmp_path)
+    try:
+        tally = soak.hostile_answers(world, text_node_mb=50)
+    finally:
+        standin.stop()
+    assert_clean(tally)
+    bomb = next(n for n in tally.notes if n.startswith("gzip bomb"))
+    assert "exit 1" in bomb and "max_response_mb" in bomb
+    assert tally.peak_rss_mb < 1024, tally.notes  # the bomb itself stays far lower: see bench/soak.py
+    assert all(float(n.split(" in ")[1].split("s,")[0]) < 30 for n in tally.notes), tally.notes
