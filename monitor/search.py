@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ParameterError, SearchSyntaxError
 from .export import CSV_COLUMNS, WRITERS, csv_row, paper_record
-from .formats import SEARCH_FORMATS, csv_cell, printable
+from .formats import SEARCH_FORMATS, csv_cell, json_line, printable
 from .interfaces import PaperReader
 from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
 
@@ -262,7 +262,7 @@ def write_hits(hits: Sequence[SearchHit], fmt: str, out: TextIO) -> int:
     """Write search results best first in a machine format (``table`` is :func:`render_table`)."""
     if fmt == "jsonl":
         for rank, hit in enumerate(hits, 1):
-            out.write(json.dumps(hit_record(rank, hit), ensure_ascii=False, sort_keys=True) + "\n")
+            out.write(json_line(json.dumps(hit_record(rank, hit), ensure_ascii=False, sort_keys=True)) + "\n")
     elif fmt == "json":
         json.dump([hit_record(rank, hit) for rank, hit in enumerate(hits, 1)], out, ensure_ascii=False,
                   sort_keys=True, indent=1)
