@@ -65,6 +65,7 @@ def main() -> None:
     scenario("kill feed", lambda w, _: soak.kill_feeds(w, args.kills, rng, args.feed_papers))
     scenario("kill retag", lambda w, _: soak.kill_retags(w, args.kills, rng, add_a_synonym))
     scenario("kill digest", lambda w, inbox: soak.kill_digests(w, args.kills, rng, inbox.received), smtp=True)
+    scenario("kill digest at 250", lambda w, inbox: soak.kill_digests_at_the_worst_moment(w, 20, inbox), smtp=True)
     scenario("faults 30%", lambda w, _: soak.faulty_runs(w, 0.3, args.seed))
     scenario("faults 60%", lambda w, _: soak.faulty_runs(w, 0.6, args.seed))
     scenario("hostile answers", lambda w, _: soak.hostile_answers(w))

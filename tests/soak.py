@@ -285,6 +285,48 @@ def kill_digests(world: SoakWorld, kills: int, rng: random.Random, inbox: list[b
     return tally
 
 
+def kill_digests_at_the_worst_moment(world: SoakWorld, kills: int, inbox: Inbox) -> Tally:
+    """kill -9 `monitor digest` after the SMTP server took the message and before it answered: the next send
+    resends that very message (same Message-ID, the documented at-least-once window), never a new one beside
+    it; no digest stays pending; every relevant paper is delivered in exactly one sent digest."""
+    import email
+    import email.policy
+
+    tally = Tally()
+    checked(world.run("run"), tally)
+    inbox.delay = 1.0
+    at = dt.datetime.fromisoformat(NOW) + dt.timedelta(hours=5)
+    for n in range(kills):
+        now = (at + dt.timedelta(days=7 * n)).isoformat()  # a digest due each time
+        before = len(inbox.received)
+        proc = world.start("digest", now=now)
+        deadline = time.monotonic() + 30
+        while len(inbox.received) == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            tally.kills += 1
+        proc.communicate(timeout=30)
+        checked(world.run("digest", now=now), tally)  # resumes the interrupted one
+    inbox.delay = 0.0
+    ids = [str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]) for raw in inbox.received]
+    conn = sqlite3.connect(world.db)
+    try:
+        tally.pending_left += conn.execute("SELECT count(*) FROM digests WHERE status = 'pending'").fetchone()[0]
+        sent = [r[0] for r in conn.execute("SELECT message_id FROM digests WHERE status = 'sent'")]
+        delivered = Counter(r[0] for r in conn.execute(
+            "SELECT dp.pmid FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id "
+            "WHERE d.status = 'sent' AND dp.section != 'not_relevant'"))
+    finally:
+        conn.close()
+    twice = Counter(ids)
+    tally.notes.append(f"{len(ids)} emails, {len(twice)} distinct Message-IDs, {len(sent)} sent digests, "
+                       f"{sum(1 for n in twice.values() if n > 1)} sent twice under one Message-ID (the window)")
+    tally.duplicate_emails += sum(1 for mid in twice if mid not in sent)  # a copy no sent digest explains
+    tally.duplicated += sum(n - 1 for n in delivered.values() if n > 1)
+    return tally
+
+
 # ---------------------------------------------------------------- faults and company
 
 
@@ -342,12 +384,18 @@ def two_at_once(world: SoakWorld, pairs: int) -> Tally:
 
 @dataclass
 class Inbox:
-    """An aiosmtpd handler that keeps the raw messages."""
+    """An aiosmtpd handler that keeps the raw messages; with ``delay``, it holds its "250" that long after
+    taking a message (the worst moment to kill a sender: the server has it, the log does not say so)."""
 
     received: list[bytes] = field(default_factory=list)
+    delay: float = 0.0
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        import asyncio
+
         self.received.append(envelope.original_content)  # type: ignore[attr-defined]
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 Message accepted for delivery"
 
 

@@ -50,6 +50,17 @@ def test_kill_minus_nine_at_random_moments(tmp_path: Path, smtp, what: str) -> N
     assert tally.kills >= (1 if what == "retag" else 3), tally.line(what)  # most attempts really killed
 
 
+def test_killed_after_the_server_took_the_digest(tmp_path: Path, smtp) -> None:
+    inbox, port = smtp
+    standin, world = soak.world(tmp_path, port)
+    try:
+        tally = soak.kill_digests_at_the_worst_moment(world, 5, inbox)
+    finally:
+        standin.stop()
+    assert_clean(tally)
+    assert tally.kills == 5 and "5 sent twice under one Message-ID" in tally.notes[-1], tally.notes
+
+
 @pytest.mark.parametrize("rate", [0.3, 0.6])
 def test_injected_faults_converge(tmp_path: Path, rate: float) -> None:
     standin, world = soak.world(tmp_path)
