@@ -269,20 +269,33 @@ def kill_digests(world: SoakWorld, kills: int, rng: random.Random, inbox: list[b
     # The same Message-ID twice is the documented window (killed after the server's 250); two different
     # messages carrying the same paper would be a real duplicate.
     tally.notes.append(f"{len(inbox)} emails, {len(ids)} distinct Message-IDs")
-    conn = sqlite3.connect(world.db)
+    ledger = _digest_ledger(world.db, tally)
+    tally.duplicate_emails += sum(1 for mid in ids if mid not in ledger.sent)  # an email no sent row explains
+    tally.lost += len(ledger.relevant - set(ledger.delivered))
+    return tally
+
+
+@dataclass(frozen=True, slots=True)
+class _Ledger:
+    sent: set[str]  # Message-IDs of the digests logged sent
+    delivered: Counter[int]  # how many sent digests delivered each relevant paper
+    relevant: set[int]
+
+
+def _digest_ledger(db: Path, tally: Tally) -> _Ledger:
+    """What the digest log says was delivered; counts pending digests and papers delivered twice."""
+    conn = sqlite3.connect(db)
     try:
         tally.pending_left += conn.execute("SELECT count(*) FROM digests WHERE status = 'pending'").fetchone()[0]
-        sent_ids = {r[0] for r in conn.execute("SELECT message_id FROM digests WHERE status = 'sent'")}
+        sent = {r[0] for r in conn.execute("SELECT message_id FROM digests WHERE status = 'sent'")}
         delivered = Counter(r[0] for r in conn.execute(
             "SELECT dp.pmid FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id "
             "WHERE d.status = 'sent' AND dp.section != 'not_relevant'"))
         relevant = {r[0] for r in conn.execute("SELECT pmid FROM paper_tagging WHERE gut_skin_relevant")}
     finally:
         conn.close()
-    tally.duplicate_emails += sum(1 for mid in ids if mid not in sent_ids)  # an email no sent row accounts for
     tally.duplicated += sum(n - 1 for n in delivered.values() if n > 1)
-    tally.lost += len(relevant - set(delivered))
-    return tally
+    return _Ledger(sent, delivered, relevant)
 
 
 def kill_digests_at_the_worst_moment(world: SoakWorld, kills: int, inbox: Inbox) -> Tally:
@@ -310,20 +323,11 @@ def kill_digests_at_the_worst_moment(world: SoakWorld, kills: int, inbox: Inbox)
         checked(world.run("digest", now=now), tally)  # resumes the interrupted one
     inbox.delay = 0.0
     ids = [str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]) for raw in inbox.received]
-    conn = sqlite3.connect(world.db)
-    try:
-        tally.pending_left += conn.execute("SELECT count(*) FROM digests WHERE status = 'pending'").fetchone()[0]
-        sent = [r[0] for r in conn.execute("SELECT message_id FROM digests WHERE status = 'sent'")]
-        delivered = Counter(r[0] for r in conn.execute(
-            "SELECT dp.pmid FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id "
-            "WHERE d.status = 'sent' AND dp.section != 'not_relevant'"))
-    finally:
-        conn.close()
+    ledger = _digest_ledger(world.db, tally)
     twice = Counter(ids)
-    tally.notes.append(f"{len(ids)} emails, {len(twice)} distinct Message-IDs, {len(sent)} sent digests, "
+    tally.notes.append(f"{len(ids)} emails, {len(twice)} distinct Message-IDs, {len(ledger.sent)} sent digests, "
                        f"{sum(1 for n in twice.values() if n > 1)} sent twice under one Message-ID (the window)")
-    tally.duplicate_emails += sum(1 for mid in twice if mid not in sent)  # a copy no sent digest explains
-    tally.duplicated += sum(n - 1 for n in delivered.values() if n > 1)
+    tally.duplicate_emails += sum(1 for mid in twice if mid not in ledger.sent)  # a copy no sent digest explains
     return tally
 
 
