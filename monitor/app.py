@@ -35,6 +35,7 @@ from .types import (
 
 if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` start faster without them
     import httpx
+    from flask import Flask
 
     from .cycle import Cycle, Progress
     from .digest import Digest, DigestReport, Vocabulary
@@ -156,6 +157,10 @@ class App:
         shared by nature; a SQLite file's host serves its own folder)."""
         return self.store.engine.dialect.name == "postgresql"
 
+    def has_published(self) -> bool:
+        """Whether the database holds published documents (any host published the feeds into it)."""
+        return self.store.document_meta("index.html") is not None
+
     def publish(self, out: Path | None = None) -> PublishReport:
         """Regenerate the feeds from the store (into ``out``, else the configured folder); with a shared
         database, also into the database, for `monitor serve` on any host (:mod:`monitor.docsync`)."""
@@ -244,23 +249,17 @@ class App:
                      exclude_retracted: bool = False) -> PaperFilter:
         """Check filter values (tag ids against the taxonomy, query names against the config and the
         database, dates) and build the filter. Option names in messages are the CLI's."""
-        from .search import period, tag_ids
+        from .search import CLI_NAMES, build_filter, tag_aliases
 
-        tags: dict[str, tuple[str, ...]] = {}
-        for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
-            tags[kind] = tag_ids(values, self.taxonomy.ids(kind), f"--{kind}") if values else ()
-        names = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
-        if names:
-            known = {q.name for q in self.config.queries} | self.store.linked_query_names()
-            for name in names:
-                if name not in known:
-                    raise UsageError(f"--query: no query named {name!r} (known: {', '.join(sorted(known))})")
-        start, end = period(since, "--since", end=False), period(until, "--until", end=True)
-        if start and end and start > end:
-            raise UsageError(f"--since {since} is after --until {until}")
-        return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"],
-                           designs=tags["design"], queries=names, since=start, until=end, date_field=date_field,
-                           relevant_only=relevant_only, exclude_retracted=exclude_retracted)
+        return build_filter(known_tags=self.taxonomy.ids, known_queries=self.known_query_names, names=CLI_NAMES,
+                            aliases=tag_aliases(self.taxonomy.tags.values()),
+                            conditions=conditions, interventions=interventions, designs=designs,
+                            query_names=query_names, since=since, until=until, date_field=date_field,
+                            relevant_only=relevant_only, exclude_retracted=exclude_retracted)
+
+    def known_query_names(self) -> set[str]:
+        """The configured queries and any that found a stored paper (a query removed from the config)."""
+        return {q.name for q in self.config.queries} | self.store.linked_query_names()
 
     def papers(self, filters: PaperFilter, *, include_deleted: bool = True) -> Iterator[StoredPaper]:
         """Every stored paper that passes ``filters``, in PMID order (what exports write)."""
@@ -303,6 +302,19 @@ class App:
                 fires = tuple(next_fire_times(trigger_for(job, now), now, 3))
                 out.append(JobStatus(name, f"cron '{job.cron}'", state, next_fires=fires))
         return tuple(out)
+
+    def web_app(self, feeds: Path | None = None) -> Flask:
+        """The web app `monitor serve` runs (read-only): this app's store, taxonomy, queries and status,
+        and the feed folder (``feeds``, else the configured one)."""
+        from .web import Labels, WebContext, create_app
+
+        self.taxonomy  # noqa: B018 - a broken taxonomy fails here, before the server starts
+        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(self.taxonomy),
+                         query_names=tuple(q.name for q in self.config.queries), known_queries=self.known_query_names,
+                         feeds=feeds or self.config.feeds.out, status=self.status,
+                         today=lambda: self.clock.now().date(), title=self.config.feeds.title,
+                         documents=self.store if self.shares_documents else None)
+        return create_app(ctx)
 
     # ---------------------------------------------------------------- the digest
 

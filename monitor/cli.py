@@ -29,8 +29,8 @@ from .formats import EXPORT_FORMATS, SEARCH_FORMATS, printable
 if TYPE_CHECKING:  # the rest is imported where a command needs it: `monitor --help` loads almost nothing
     from .app import App, Overrides
     from .feeds import PublishReport
-    from .serve import FeedServer
     from .types import QueryReport, StatusReport
+    from .web.server import WebServer
 
 log = logging.getLogger("monitor")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -427,40 +427,35 @@ def feed(app: App, out: Path | None) -> None:
 
 @command(cli)
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback by default; 0.0.0.0 exposes the feeds to your network).")
+              help="Address to listen on (loopback by default; 0.0.0.0 exposes the app to your network).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed on start-up).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Serve this folder instead of the configured one (feeds.out).")
+              help="Serve the feeds from this folder instead of the configured one (feeds.out).")
 def serve(app: App, host: str, port: int, out: Path | None) -> None:
-    """Serve the feeds, feeds.opml and index.html over HTTP (with ETag/Last-Modified and gzip).
+    """Serve the web app (search, paper pages, evidence map, trends, status, JSON API) and the feeds,
+    feeds.opml and index.html (with ETag/Last-Modified and gzip). Read-only.
 
     The feeds are written once on start-up; after that whatever `monitor run` writes is served at once. With
-    a PostgreSQL database they are served from the database, so every host serves what the last cycle
+    a PostgreSQL database the feeds are served from the database, so every host serves what the last cycle
     published, wherever it ran (written on start-up only if nothing was published yet)."""
-    from .serve import FeedServer
+    from .web.server import WebServer
 
     folder = out or app.config.feeds.out
-    if app.shares_documents:
-        if "index.html" not in app.store.document_metas():
-            _echo_publish(app.publish(folder))
-        server = FeedServer(None, host=host, port=port, documents=app.store)
-        _serve_until_stopped(server, f"the documents in {app.store.url}")
-        return
-    _echo_publish(app.publish(folder))
-    server = FeedServer(folder, host=host, port=port)
-    app.close()  # the database is not needed while serving files
-    _serve_until_stopped(server, str(folder))
+    if not (app.shares_documents and app.has_published()):
+        _echo_publish(app.publish(folder))
+    server = WebServer(app.web_app(folder), host=host, port=port)
+    _serve_until_stopped(server, f"the database {app.store.url}" if app.shares_documents else folder)
 
 
-def _serve_until_stopped(server: FeedServer, folder: str) -> None:
+def _serve_until_stopped(server: WebServer, folder: Path | str) -> None:
     """Serve until SIGTERM or Ctrl-C (exit 0), then close the server."""
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    click.echo(f"serving {folder} on {server.url} (main feed: {server.url}main.xml; Ctrl-C to stop)")
+    click.echo(f"serving the web app on {server.url} (feeds from {folder}: {server.url}main.xml; Ctrl-C to stop)")
     sys.stdout.flush()
     try:
         server.serve_forever()
@@ -484,7 +479,7 @@ def demo(app: App, folder: Path, port: int | None, no_serve: bool) -> None:
     from . import demo as demos
 
     started = time.perf_counter()
-    server, note = (None, None) if no_serve else demos.open_server(folder / "feeds", port)
+    server, slot, note = (None, None, None) if no_serve else demos.open_server(port)
     try:
         url = server.url if server else f"http://127.0.0.1:{port or demos.DEFAULT_PORT}/"
         report = demos.run(folder, url, started=started)
@@ -494,10 +489,14 @@ def demo(app: App, folder: Path, port: int | None, no_serve: bool) -> None:
         raise
     for line in demos.describe(report):
         click.echo(line)
-    if server is not None:
+    if server is not None and slot is not None:
         if note:
             click.echo(f"({note})")
-        _serve_until_stopped(server, str(report.folder / "feeds"))
+        slot.target, served = demos.web_app(report)
+        try:
+            _serve_until_stopped(server, report.folder / "feeds")
+        finally:
+            served.close()
 
 
 # ------------------------------------------------------------------ digest

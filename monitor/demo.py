@@ -33,7 +33,7 @@ from .types import PaperFilter, StoredPaper
 if TYPE_CHECKING:
     from .app import App, CycleResult
     from .digest import Digest
-    from .serve import FeedServer
+    from .web.server import Deferred, WebServer
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
 SHIPPED_QUERIES = SAMPLE / "queries.toml"  # the repository's queries.toml and taxonomy.toml (symlinks)
@@ -198,19 +198,30 @@ def _digest_preview(app: App, folder: Path) -> tuple[Digest, Path, dt.date]:
 DEFAULT_PORT = 8080  # `monitor serve`'s
 
 
-def open_server(feeds: Path, port: int | None) -> tuple[FeedServer, str | None]:
-    """A feed server on ``port``; without one, on 8080 if it is free, else on any free port (and a note
-    saying so). A busy port the user asked for is an error (PublishError, exit 1)."""
+def open_server(port: int | None) -> tuple[WebServer, Deferred, str | None]:
+    """The web server, listening on ``port`` (without one: on 8080 if it is free, else on any free port, and
+    a note saying so) before the demo runs, so the feeds can link to it; the app it serves is set once the
+    folder is written (:func:`web_app`). A busy port the user asked for is an error (PublishError, exit 1)."""
     from .errors import PublishError
-    from .serve import FeedServer
+    from .web.server import Deferred, WebServer
 
+    slot = Deferred()
     if port is not None:
-        return FeedServer(feeds, port=port), None
+        return WebServer(slot, port=port), slot, None
     try:
-        return FeedServer(feeds, port=DEFAULT_PORT), None
+        return WebServer(slot, port=DEFAULT_PORT), slot, None
     except PublishError:
-        server = FeedServer(feeds, port=0)
-        return server, f"port {DEFAULT_PORT} is in use, so the feeds are served on port {server.port}"
+        server = WebServer(slot, port=0)
+        return server, slot, f"port {DEFAULT_PORT} is in use, so the demo is served on port {server.port}"
+
+
+def web_app(report: DemoReport) -> tuple[Any, App]:
+    """The web app over the demo folder (its database and feeds), and the App to close when done."""
+    from .app import App, Overrides
+    from .config import load_config
+
+    app = App(report.config, Overrides(), _config=load_config(report.config, env={}))
+    return app.web_app(report.folder / "feeds"), app
 
 
 def describe(r: DemoReport) -> Iterator[str]:

@@ -33,7 +33,7 @@ import jinja2
 from .clock import Clock
 from .config import Config, DigestConfig
 from .errors import ConfigError, MailError
-from .formats import PUBMED, pubmed_url, short_authors
+from .formats import PUBMED, printable, pubmed_url, short_authors
 from .interfaces import DigestStore
 from .types import Article, DigestRecord, QueryReport, RunSummary, StoredPaper
 from .types import StatusChange as StoredChange
@@ -365,9 +365,9 @@ _INLINE_HEADING = re.compile(r"(?:(?<=^)|(?<=\s))(?:background|introduction|obje
 
 
 def one_line(text: str | None) -> str:
-    """Whitespace (line breaks included) collapsed to single spaces: nothing we print can break a line
-    structure, in a header or in the text part."""
-    return " ".join((text or "").split())
+    """Whitespace (line breaks included) collapsed to single spaces and control characters removed: nothing
+    we print can break a line structure, in a header or in the text part, or reach a terminal as an escape."""
+    return " ".join(printable(text or "").split())
 
 
 def pubmed_links(pmids: Sequence[str]) -> tuple[str, ...]:

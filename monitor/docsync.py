@@ -7,7 +7,7 @@ A file whose size and modification time match the stored row is not even read (t
 unchanged files untouched, so a run with nothing new reads nothing); one that was rewritten with the same
 bytes (another host publishing the same content) is read and hashed but not stored again, so validators
 stay stable whichever host publishes. `monitor serve` then answers from the table on every host
-(:class:`monitor.serve.DatabaseDocuments`).
+(:class:`monitor.web.feedfiles.DatabaseFeedFiles`).
 
 Done when the database is shared by nature (PostgreSQL, see :meth:`monitor.app.App.shares_documents`); on
 SQLite, the single-host default, the folder alone is served, as before.
@@ -23,7 +23,7 @@ from pathlib import Path
 from .interfaces import DocumentStore
 from .types import DocumentMeta, StoredDocument
 
-SERVED_SUFFIXES = (".xml", ".opml", ".html")  # what monitor.serve serves (its CONTENT_TYPES)
+SERVED_SUFFIXES = (".xml", ".opml", ".html")  # what the web app serves (web.feedfiles.CONTENT_TYPES)
 BATCH_BYTES = 32 * 1024 * 1024  # documents per transaction: a first generation is gigabytes
 
 

@@ -50,6 +50,15 @@ class UsageError(MonitorError):
     exit_code = 2
 
 
+class ParameterError(UsageError):
+    """A bad value of one named option or parameter. ``parameter`` is its name as the caller spells it
+    (``--condition`` on the command line, ``condition`` in the web API), so each front end can point at it."""
+
+    def __init__(self, message: str, *, parameter: str) -> None:
+        self.parameter = parameter
+        super().__init__(message)
+
+
 class SearchSyntaxError(UsageError):
     """``monitor search`` text that cannot become an index query; the message says what to change."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from .citations import write_bibtex, write_csl_json, write_ris
-from .formats import csv_cell
+from .formats import csv_cell, json_line
 from .types import StoredPaper
 
 CSV_COLUMNS = (
@@ -51,7 +51,7 @@ def paper_record(paper: StoredPaper) -> dict[str, Any]:
 def write_jsonl(papers: Iterable[StoredPaper], out: TextIO) -> int:
     n = 0
     for paper in papers:
-        out.write(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True))
+        out.write(json_line(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True)))
         out.write("\n")
         n += 1
     return n
@@ -117,7 +117,7 @@ def write_json(papers: Iterable[StoredPaper], out: TextIO) -> int:
     out.write("[")
     for paper in papers:
         out.write(",\n" if n else "\n")
-        out.write(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True))
+        out.write(json_line(json.dumps(paper_record(paper), ensure_ascii=False, sort_keys=True)))
         n += 1
     out.write("\n]\n" if n else "]\n")
     return n

@@ -15,9 +15,12 @@ from typing import Protocol, runtime_checkable
 from .types import (
     DigestRecord,
     DocumentMeta,
+    EvidenceMap,
+    Facets,
     FeedRow,
     JobState,
     LeaseRow,
+    PaperDetail,
     PaperFilter,
     ParsedItem,
     QueryReport,
@@ -31,6 +34,7 @@ from .types import (
     TagChanges,
     Tagger,
     TextNode,
+    TrendCounts,
 )
 
 
@@ -149,7 +153,7 @@ class FeedStore(Protocol):
 
 @runtime_checkable
 class DocumentReader(Protocol):
-    """Published documents, as `monitor serve` reads them from a shared database (:mod:`monitor.serve`)."""
+    """Published documents, as `monitor serve` reads them from a shared database (:mod:`monitor.web.feedfiles`)."""
 
     def document_metas(self) -> dict[str, DocumentMeta]: ...
 
@@ -172,7 +176,7 @@ class PaperReader(Protocol):
     """Reading stored papers: search, filtered listings and exports (:mod:`monitor.search`, exports)."""
 
     def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
-               limit: int | None = 20) -> list[SearchHit]: ...
+               limit: int | None = 20, offset: int = 0) -> list[SearchHit]: ...
 
     def iter_papers(self, *, include_deleted: bool = True, relevant_only: bool = False, batch: int = 1000,
                     filters: PaperFilter | None = None) -> Iterator[StoredPaper]: ...
@@ -192,3 +196,23 @@ class TagStore(Protocol):
     def taxonomy_versions(self) -> dict[str | None, int]: ...
 
     def count_papers(self, *, include_deleted: bool = False) -> int: ...
+
+
+@runtime_checkable
+class BrowseStore(PaperReader, Protocol):
+    """What the web app reads (:mod:`monitor.web`): search and its counts, a paper's page, the newest
+    papers, the evidence map and monthly trends."""
+
+    def paper_detail(self, pmid: str) -> PaperDetail | None: ...
+
+    def recent_papers(self, filters: PaperFilter, *, limit: int, offset: int = 0) -> list[StoredPaper]: ...
+
+    def count_matching(self, text: TextNode | None, filters: PaperFilter) -> int: ...
+
+    def facets(self, text: TextNode | None, filters: PaperFilter) -> Facets: ...
+
+    def evidence_map(self, filters: PaperFilter) -> EvidenceMap: ...
+
+    def trend_counts(self, kind: str, filters: PaperFilter) -> TrendCounts: ...
+
+    def data_version(self) -> int | None: ...

@@ -18,15 +18,18 @@ import csv
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import SearchSyntaxError, UsageError
+from .errors import ParameterError, SearchSyntaxError
 from .export import CSV_COLUMNS, WRITERS, csv_row, paper_record
-from .formats import SEARCH_FORMATS, csv_cell, printable
+from .formats import SEARCH_FORMATS, csv_cell, json_line, printable
 from .interfaces import PaperReader
 from .types import SNIPPET_CLOSE, SNIPPET_OPEN, PaperFilter, SearchHit, TextAll, TextAny, TextNode, TextTerm
+
+if TYPE_CHECKING:
+    from .taxonomy import TagDef
 
 FORMATS = SEARCH_FORMATS
 FIELDS = {"title": "title", "ti": "title", "abstract": "abstract", "ab": "abstract", "keyword": "keywords",
@@ -38,20 +41,31 @@ _FIELD_RE = re.compile(r"^([A-Za-z]+):(.*)$", re.S)
 @dataclass(frozen=True, slots=True)
 class SearchRequest:
     """What to look for. ``text`` None lists every paper that passes the filters. ``sort``: ``relevance``
-    or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match."""
+    or ``date`` (None: relevance when there is text, else date). ``limit`` None: every match; ``offset``
+    skips that many first (a page of results)."""
 
     text: str | None = None
     filters: PaperFilter = PaperFilter()  # noqa: RUF009 - frozen, shared safely
     sort: str | None = None
     limit: int | None = 20
+    offset: int = 0
+
+    @property
+    def node(self) -> TextNode | None:
+        """The parsed text (:class:`SearchSyntaxError` when it cannot be searched), None without text."""
+        return parse_query(self.text) if self.text is not None else None
+
+    @property
+    def effective_sort(self) -> str:
+        return self.sort or ("relevance" if self.text is not None else "date")
 
 
 def search(store: PaperReader, request: SearchRequest) -> list[SearchHit]:
     """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change), query the
     store, and fill in plain snippets where the store has none (PostgreSQL)."""
-    node = parse_query(request.text) if request.text is not None else None
-    sort = request.sort or ("relevance" if node is not None else "date")
-    hits = store.search(node, request.filters, sort=sort, limit=request.limit)
+    node = request.node
+    hits = store.search(node, request.filters, sort=request.effective_sort, limit=request.limit,
+                        offset=request.offset)
     if node is None:
         return hits
     return [h if h.snippet is not None else SearchHit(h.paper, h.score, plain_snippet(h.paper.article.abstract_text
@@ -248,7 +262,7 @@ def write_hits(hits: Sequence[SearchHit], fmt: str, out: TextIO) -> int:
     """Write search results best first in a machine format (``table`` is :func:`render_table`)."""
     if fmt == "jsonl":
         for rank, hit in enumerate(hits, 1):
-            out.write(json.dumps(hit_record(rank, hit), ensure_ascii=False, sort_keys=True) + "\n")
+            out.write(json_line(json.dumps(hit_record(rank, hit), ensure_ascii=False, sort_keys=True)) + "\n")
     elif fmt == "json":
         json.dump([hit_record(rank, hit) for rank, hit in enumerate(hits, 1)], out, ensure_ascii=False,
                   sort_keys=True, indent=1)
@@ -302,20 +316,48 @@ def render_table(hits: Sequence[SearchHit], *, limit: int | None, width: int | N
 # ------------------------------------------------------------------ option values
 
 
-def tag_ids(values: Iterable[str], known: Sequence[str], option: str) -> tuple[str, ...]:
+def tag_ids(values: Iterable[str], known: Sequence[str], option: str,
+            aliases: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Tag ids from ``--condition``-style values: repeatable and comma-separated, forgiving about case,
-    spaces and hyphens ("Atopic dermatitis" → ``atopic_dermatitis``); an unknown id is a usage error that
-    lists the known ones."""
+    spaces and hyphens ("Atopic dermatitis" → ``atopic_dermatitis``); any name a user sees for a tag —
+    its label, a part of it, a MeSH heading, a plain synonym or an abbreviation (``aliases``, from
+    :func:`tag_aliases`: "eczema" → ``atopic_dermatitis``) — works too. An unknown value is a usage error
+    that lists the known ids."""
     out: list[str] = []
     for value in values:
         for item in value.split(","):
             if not item.strip():
                 continue
-            tag = re.sub(r"[\s\-]+", "_", item.strip().lower())
+            tag = alias_key(item)
             if tag not in known:
-                raise UsageError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}")
+                tag = (aliases or {}).get(tag, tag)
+            if tag not in known:
+                raise ParameterError(f"{option}: unknown tag {item.strip()!r}; known: {', '.join(known)}",
+                                     parameter=option)
             out.append(tag)
     return tuple(dict.fromkeys(out))
+
+
+def alias_key(name: str) -> str:
+    """How a tag name is compared: lower case, runs of spaces, hyphens and underscores as one ``_``."""
+    return re.sub(r"[\s\-_]+", "_", name.strip().lower()).strip("_")
+
+
+_PLAIN = re.compile(r"[a-z][a-z' -]*[a-z]")  # a pattern that is a plain word or phrase, not a regex
+
+
+def tag_aliases(tags: Iterable[TagDef]) -> dict[str, str]:
+    """Every name a user may use for a tag (its label and the parts of it, its MeSH headings, its plain
+    synonyms and abbreviations), as :func:`alias_key` keys → tag id. A name two tags share belongs to
+    neither (it would be a guess)."""
+    seen: dict[str, set[str]] = {}
+    for t in tags:
+        names = [t.label, *re.split(r"\s*[/(),;]\s*|\s+or\s+", t.label), *t.mesh, *t.abbreviations]
+        names += [p for p in t.patterns if _PLAIN.fullmatch(p)]
+        for name in names:
+            if name and name.strip():
+                seen.setdefault(alias_key(name), set()).add(t.id)
+    return {key: next(iter(ids)) for key, ids in seen.items() if len(ids) == 1}
 
 
 def period(value: str | None, option: str, *, end: bool) -> dt.date | None:
@@ -337,5 +379,51 @@ def period(value: str | None, option: str, *, end: bool) -> dt.date | None:
             return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
         return dt.date(year, 12, 31) if end else dt.date(year, 1, 1)
     except ValueError:
-        raise UsageError(f"{option}: expected a year (2024), a month (2024-03) or a day (2024-03-15), "
-                                f"got {value!r}") from None
+        raise ParameterError(f"{option}: expected a year (2024), a month (2024-03) or a day (2024-03-15), "
+                             f"got {value!r}", parameter=option) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterNames:
+    """What each front end calls the filter options, for messages that point at the one to fix."""
+
+    condition: str = "--condition"
+    intervention: str = "--intervention"
+    design: str = "--design"
+    query: str = "--query"
+    since: str = "--since"
+    until: str = "--until"
+
+
+CLI_NAMES = FilterNames()
+API_NAMES = FilterNames("condition", "intervention", "design", "query", "since", "until")
+
+
+def build_filter(*, known_tags: Callable[[str], Sequence[str]], known_queries: Callable[[], set[str]],
+                 names: FilterNames = CLI_NAMES, aliases: Mapping[str, str] | None = None,
+                 conditions: Sequence[str] = (), interventions: Sequence[str] = (),
+                 designs: Sequence[str] = (), query_names: Sequence[str] = (), since: str | None = None,
+                 until: str | None = None, date_field: str = "published", relevant_only: bool = False,
+                 exclude_retracted: bool = False) -> PaperFilter:
+    """Check filter values and build the filter (pure but for the two look-ups it is given): tag ids
+    against ``known_tags(kind)``, query names against ``known_queries()`` (asked only when names are
+    given), dates as :func:`period` reads them. A bad value raises :class:`ParameterError` naming the
+    option as ``names`` spells it."""
+    tags: dict[str, tuple[str, ...]] = {}
+    for kind, values in (("condition", conditions), ("intervention", interventions), ("design", designs)):
+        tags[kind] = tag_ids(values, known_tags(kind), getattr(names, kind), aliases) if values else ()
+    wanted = tuple(dict.fromkeys(n.strip() for value in query_names for n in value.split(",") if n.strip()))
+    if wanted:
+        known = known_queries()
+        for name in wanted:
+            if name not in known:
+                raise ParameterError(f"{names.query}: no query named {name!r} (known: {', '.join(sorted(known))})",
+                                     parameter=names.query)
+    start, end = period(since, names.since, end=False), period(until, names.until, end=True)
+    if start and end and start > end:
+        raise ParameterError(f"{names.since} {since} is after {names.until} {until}", parameter=names.since)
+    if date_field not in ("published", "found"):
+        raise ValueError(f"unknown date field {date_field!r}")
+    return PaperFilter(conditions=tags["condition"], interventions=tags["intervention"], designs=tags["design"],
+                       queries=wanted, since=start, until=end, date_field=date_field, relevant_only=relevant_only,
+                       exclude_retracted=exclude_retracted)

@@ -9,7 +9,7 @@ is at the end of this module.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -595,6 +595,60 @@ class SearchHit:
     paper: StoredPaper
     score: float | None  # bm25 (lower is better) on SQLite; minus the title hits on PostgreSQL; None: no text
     snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE
+
+
+# ------------------------------------------------------------------ what the web app browses
+
+
+@dataclass(frozen=True, slots=True)
+class PaperDetail:
+    """One paper as its page shows it: the stored paper and every event of its history, oldest first
+    (``revised`` for a new version, ``retraction``, ``erratum``, ``expression_of_concern``, ``update``,
+    ``deleted`` for a withdrawal)."""
+
+    paper: StoredPaper
+    events: tuple[StatusChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Facets:
+    """How many papers of one result set carry each condition, intervention and design tag (tags with
+    none left out), and how many papers the set holds."""
+
+    total: int
+    conditions: Mapping[str, int]
+    interventions: Mapping[str, int]
+    designs: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MapCell:
+    """Papers that study one condition with one intervention, and how many of them have each design."""
+
+    condition: str
+    intervention: str
+    papers: int
+    designs: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceMap:
+    """Conditions × interventions over one set of papers: the non-empty cells, and the papers per
+    condition and per intervention (a paper with several tags counts once in each)."""
+
+    papers: int
+    conditions: Mapping[str, int]
+    interventions: Mapping[str, int]
+    cells: tuple[MapCell, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrendCounts:
+    """Papers per month (``YYYY-MM``) for each tag of one kind, and for the whole set (``total``, each
+    paper once); months without papers are absent."""
+
+    by_tag: Mapping[str, Mapping[str, int]]
+    total: Mapping[str, int]
 
 
 # ------------------------------------------------------------------ `monitor status`

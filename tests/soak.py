@@ -142,6 +142,16 @@ def integrity(db: Path) -> bool:
         conn.close()
 
 
+def stored_records(db: Path) -> str:
+    """Every stored record's JSON, joined ("" if the run stored nothing or never created the tables)."""
+    if not on_postgres() and not db.exists():
+        return ""
+    try:
+        return "".join(r[0] or "" for r in rows(db, "SELECT data FROM papers"))
+    except sa.exc.DBAPIError:  # no tables: the run failed before its first batch
+        return ""
+
+
 def rows(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
     """The rows of ``sql`` in the database :func:`db_url` gives for ``db``."""
     engine = sa.create_engine(db_url(db), poolclass=sa.pool.NullPool)
@@ -286,15 +296,61 @@ def kill_digests(world: SoakWorld, kills: int, rng: random.Random, inbox: list[b
     # The same Message-ID twice is the documented window (killed after the server's 250); two different
     # messages carrying the same paper would be a real duplicate.
     tally.notes.append(f"{len(inbox)} emails, {len(ids)} distinct Message-IDs")
-    tally.pending_left += rows(world.db, "SELECT count(*) FROM digests WHERE status = 'pending'")[0][0]
-    sent_ids = {r[0] for r in rows(world.db, "SELECT message_id FROM digests WHERE status = 'sent'")}
+    ledger = _digest_ledger(world.db, tally)
+    tally.duplicate_emails += sum(1 for mid in ids if mid not in ledger.sent)  # an email no sent row explains
+    tally.lost += len(ledger.relevant - set(ledger.delivered))
+    return tally
+
+
+@dataclass(frozen=True, slots=True)
+class _Ledger:
+    sent: set[str]  # Message-IDs of the digests logged sent
+    delivered: Counter[int]  # how many sent digests delivered each relevant paper
+    relevant: set[int]
+
+
+def _digest_ledger(db: Path, tally: Tally) -> _Ledger:
+    """What the digest log says was delivered; counts pending digests and papers delivered twice."""
+    tally.pending_left += rows(db, "SELECT count(*) FROM digests WHERE status = 'pending'")[0][0]
+    sent = {r[0] for r in rows(db, "SELECT message_id FROM digests WHERE status = 'sent'")}
     delivered = Counter(r[0] for r in rows(
-        world.db, "SELECT dp.pmid FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id "
-                  "WHERE d.status = 'sent' AND dp.section != 'not_relevant'"))
-    relevant = {r[0] for r in rows(world.db, "SELECT pmid FROM paper_tagging WHERE gut_skin_relevant")}
-    tally.duplicate_emails += sum(1 for mid in ids if mid not in sent_ids)  # an email no sent row accounts for
+        db, "SELECT dp.pmid FROM digest_papers dp JOIN digests d ON d.id = dp.digest_id "
+            "WHERE d.status = 'sent' AND dp.section != 'not_relevant'"))
+    relevant = {r[0] for r in rows(db, "SELECT pmid FROM paper_tagging WHERE gut_skin_relevant")}
     tally.duplicated += sum(n - 1 for n in delivered.values() if n > 1)
-    tally.lost += len(relevant - set(delivered))
+    return _Ledger(sent, delivered, relevant)
+
+
+def kill_digests_at_the_worst_moment(world: SoakWorld, kills: int, inbox: Inbox) -> Tally:
+    """kill -9 `monitor digest` after the SMTP server took the message and before it answered: the next send
+    resends that very message (same Message-ID, the documented at-least-once window), never a new one beside
+    it; no digest stays pending; every relevant paper is delivered in exactly one sent digest."""
+    import email
+    import email.policy
+
+    tally = Tally()
+    checked(world.run("run"), tally)
+    inbox.delay = 1.0
+    at = dt.datetime.fromisoformat(NOW) + dt.timedelta(hours=5)
+    for n in range(kills):
+        now = (at + dt.timedelta(days=7 * n)).isoformat()  # a digest due each time
+        before = len(inbox.received)
+        proc = world.start("digest", now=now)
+        deadline = time.monotonic() + 30
+        while len(inbox.received) == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            tally.kills += 1
+        proc.communicate(timeout=30)
+        checked(world.run("digest", now=now), tally)  # resumes the interrupted one
+    inbox.delay = 0.0
+    ids = [str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"]) for raw in inbox.received]
+    ledger = _digest_ledger(world.db, tally)
+    twice = Counter(ids)
+    tally.notes.append(f"{len(ids)} emails, {len(twice)} distinct Message-IDs, {len(ledger.sent)} sent digests, "
+                       f"{sum(1 for n in twice.values() if n > 1)} sent twice under one Message-ID (the window)")
+    tally.duplicate_emails += sum(1 for mid in twice if mid not in ledger.sent)  # a copy no sent digest explains
     return tally
 
 
@@ -355,12 +411,18 @@ def two_at_once(world: SoakWorld, pairs: int) -> Tally:
 
 @dataclass
 class Inbox:
-    """An aiosmtpd handler that keeps the raw messages."""
+    """An aiosmtpd handler that keeps the raw messages; with ``delay``, it holds its "250" that long after
+    taking a message (the worst moment to kill a sender: the server has it, the log does not say so)."""
 
     received: list[bytes] = field(default_factory=list)
+    delay: float = 0.0
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        import asyncio
+
         self.received.append(envelope.original_content)  # type: ignore[attr-defined]
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 Message accepted for delivery"
 
 
@@ -384,3 +446,89 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 def world(tmp: Path, smtp_port: int | None = None) -> tuple[StandIn, SoakWorld]:
     standin = StandIn(today=TODAY, hang_seconds=1.0).start()
     return standin, SoakWorld(standin, tmp, smtp_port)
+
+
+# ---------------------------------------------------------------- hostile answers from "NCBI"
+
+
+def _record(title: bytes, abstract: bytes = b"Probiotics and psoriasis.", pmid: bytes = b"31999001") -> bytes:
+    return (b"<PubmedArticle><MedlineCitation Status=\"MEDLINE\" Owner=\"NLM\"><PMID Version=\"1\">" + pmid +
+            b"</PMID><Article><Journal><Title>J Test</Title></Journal><ArticleTitle>" + title +
+            b"</ArticleTitle><Abstract><AbstractText>" + abstract + b"</AbstractText></Abstract></Article>"
+            b"</MedlineCitation></PubmedArticle>")
+
+
+def hostile_bodies(text_node_mb: int = 50) -> dict[str, tuple[bytes, list[tuple[str, str]], int, float]]:
+    """name → (efetch body, extra headers, how many requests get it, trickle seconds per byte). Those sent
+    to every attempt make the query fail (a clear one-line error); the others are recovered by a retry."""
+    import gzip
+
+    head = b'<?xml version="1.0"?>\n'
+    open_set, close_set = b"<PubmedArticleSet>", b"</PubmedArticleSet>"
+    laughs = b"".join(b'<!ENTITY l%d "&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;&l%d;">' % ((i,) + (i - 1,) * 10)
+                      for i in range(1, 10))
+    bomb = gzip.compress(bytes(1 << 30), compresslevel=9)  # 1 GiB of zeros in about 1 MB
+    big = b"gut " * (text_node_mb * (1 << 20) // 4)
+    return {
+        "xxe": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + open_set +
+                _record(b"Probiotics &x; in psoriasis") + close_set, [], 99, 0.0),
+        "parameter entity": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> '
+                             b"%p;]>" + open_set + _record(b"Probiotics") + close_set, [], 99, 0.0),
+        "billion laughs": (head + b'<!DOCTYPE PubmedArticleSet [<!ENTITY l0 "ha">' + laughs + b"]>" + open_set +
+                           _record(b"&l9;") + close_set, [], 99, 0.0),
+        "xinclude": (head + b'<PubmedArticleSet xmlns:xi="http://www.w3.org/2001/XInclude">' +
+                     _record(b'<xi:include href="file:///etc/passwd" parse="text"/>') + close_set, [], 99, 0.0),
+        "gzip bomb": (bomb, [("Content-Encoding", "gzip")], 99, 0.0),
+        "invalid utf-8": (head + open_set + _record(b"Probiotics \xff\xfe in psoriasis") + close_set, [], 99, 0.0),
+        "html with 200": (b"<html><body><h1>Service unavailable</h1></body></html>", [], 99, 0.0),
+        "trickle": (head + open_set + _record(b"Probiotics") + close_set, [], 1, 0.02),
+        f"{text_node_mb} MB text node": (head + open_set + _record(b"Probiotics in psoriasis", big) + close_set,
+                                         [], 1, 0.0),
+    }
+
+
+def hostile_answers(world: SoakWorld, text_node_mb: int = 50) -> Tally:
+    """Each hostile efetch answer in turn, in a real `monitor run`: it ends (0 or 1) within its deadline,
+    with at most one error line and no traceback, nothing it tried to smuggle in is stored, peak memory
+    stays bounded."""
+    tally = Tally()
+    text = world.config.read_text(encoding="utf-8").replace("timeout = 1", "timeout = 1\ndeadline = 3", 1)
+    world.config.write_text(text.replace("max_attempts = 6", "max_attempts = 2"), encoding="utf-8")
+    first = world.queries[0]
+    for name, (body, headers, count, trickle) in hostile_bodies(text_node_mb).items():
+        world.standin.clear_faults()
+        world.standin.inject("body", count=count, endpoint="efetch", body=body, headers=headers,
+                             trickle_seconds=trickle)
+        began = time.monotonic()
+        proc = world.start("run", "--query", first.name, "--since", "1940-01-01",
+                           db=world.tmp / f"{len(tally.notes)}.sqlite3")
+        peak = _peak_rss_mb(proc)
+        out, err = proc.communicate(timeout=120)
+        tally.runs += 1
+        tally.peak_rss_mb = max(tally.peak_rss_mb, peak)
+        tally.tracebacks += "Traceback" in out + err
+        errors = [ln for ln in err.splitlines() if ln.startswith("monitor: error")]
+        if proc.returncode not in (0, 1) or len(errors) > 1:
+            tally.unexpected_exits += 1
+        why = next((ln.strip() for ln in out.splitlines() if ln.startswith(" ")), "")  # a failed query's reason
+        tally.notes.append(f"{name}: exit {proc.returncode} in {time.monotonic() - began:.1f}s, peak "
+                           f"{peak:.0f} MB, {why[:160] or 'stored'}")
+        stored = stored_records(world.tmp / f"{len(tally.notes) - 1}.sqlite3")
+        tally.corrupt += "root:" in stored or "hahaha" in stored  # a file or an expansion got in
+    world.standin.clear_faults()
+    return tally
+
+
+def _peak_rss_mb(proc: subprocess.Popen[str]) -> float:
+    """The highest resident memory of a running process, sampled until it ends."""
+    import psutil
+
+    peak = 0
+    try:
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.02)
+    except psutil.NoSuchProcess:
+        pass
+    return peak / (1 << 20)

@@ -1,17 +1,18 @@
 """Published documents kept in the database (monitor/docsync.py, storage/documents.py) and served from it
-(monitor/serve.py's DatabaseDocuments), on either backend (see db_url in conftest)."""
+(monitor/web/feedfiles.py's DatabaseFeedFiles), on either backend (see db_url in conftest)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monitor.docsync import servable_files, sync_folder
-from monitor.serve import FeedApp
 from monitor.storage import Storage
+from monitor.web.feedfiles import DatabaseFeedFiles, FeedFiles, blueprint
 
 
 def write(folder: Path, rel: str, body: bytes, mtime: int | None = None) -> None:
@@ -65,39 +66,42 @@ def test_another_host_publishing_the_same_bytes_keeps_the_validators(store: Stor
     assert store.document_metas() == before
 
 
-def call(app: FeedApp, path: str, **headers: str) -> tuple[str, dict[str, str], bytes]:
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, **{f"HTTP_{k.upper()}": v for k, v in headers.items()}}
-    seen: dict[str, object] = {}
+def feeds_app(files: FeedFiles) -> Any:
+    """A Flask app with only the feed routes (what the web app registers for them)."""
+    from flask import Flask
 
-    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
-        seen["status"], seen["headers"] = status, dict(hdrs)
+    app = Flask(__name__)
+    app.register_blueprint(blueprint(files))
+    return app.test_client()
 
-    body = b"".join(app(environ, start_response))
-    return str(seen["status"]), seen["headers"], body  # type: ignore[return-value]
+
+def call(client: Any, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    resp = client.get(path, headers={k.replace("_", "-"): v for k, v in headers.items()})
+    return resp.status_code, dict(resp.headers), resp.get_data()
 
 
 def test_serving_from_the_database_answers_like_the_folder(store: Storage, folder: Path) -> None:
     sync_folder(folder, store)
-    from_db, from_files = FeedApp(documents=store), FeedApp(folder)
-    for path in ("/main.xml", "/", "/archive/main/1.xml", "/feeds.opml"):
+    from_db, from_files = feeds_app(DatabaseFeedFiles(store)), feeds_app(FeedFiles(folder))
+    for path in ("/main.xml", "/index.html", "/archive/main/1.xml", "/feeds.opml"):
         db_status, db_headers, db_body = call(from_db, path)
         file_status, file_headers, file_body = call(from_files, path)
-        assert (db_status, db_body) == (file_status, file_body) == ("200 OK", db_body)
+        assert (db_status, db_body) == (file_status, file_body) == (200, db_body)
         for name in ("Content-Type", "ETag", "Last-Modified"):
             assert db_headers[name] == file_headers[name], (path, name)
     _, headers, _ = call(from_db, "/main.xml")
-    assert call(from_db, "/main.xml", if_none_match=headers["ETag"])[0] == "304 Not Modified"
-    assert call(from_db, "/main.xml", if_modified_since=headers["Last-Modified"])[0] == "304 Not Modified"
+    assert call(from_db, "/main.xml", if_none_match=headers["ETag"])[0] == 304
+    assert call(from_db, "/main.xml", if_modified_since=headers["Last-Modified"])[0] == 304
     _, gz_headers, _ = call(from_db, "/main.xml", accept_encoding="gzip")
     assert gz_headers["Content-Encoding"] == "gzip" and gz_headers["ETag"].endswith('-gz"')
-    for refused in ("/.manifest.json", "/notes.txt", "/../x.xml", "/nothing.xml"):
-        assert call(from_db, refused)[0] == "404 Not Found", refused
+    for refused in ("/.manifest.json", "/notes.txt", "/../x.xml", "/nothing.xml", "/a/./b.xml"):
+        assert call(from_db, refused)[0] == 404, refused
     write(folder, "main.xml", b"<rss>new</rss>", 1_700_000_200_000_000_000)
     sync_folder(folder, store)
     status, headers2, body = call(from_db, "/main.xml", if_none_match=headers["ETag"])
-    assert status == "200 OK" and body == b"<rss>new</rss>" and headers2["ETag"] != headers["ETag"]
+    assert status == 200 and body == b"<rss>new</rss>" and headers2["ETag"] != headers["ETag"]
     health = call(from_db, "/healthz")
-    assert health[0] == "200 OK" and b'"top_level_feeds": 1' in health[2]
+    assert health[0] == 200 and b'"top_level_feeds": 1' in health[2]
 
 
 def test_the_deployment_guide_shows_the_compose_file_verbatim() -> None:

@@ -410,7 +410,9 @@ def test_serve_validators_gzip_health_and_live_updates(served) -> None:
     resp, zipped = get(url, "/main.xml", {"Accept-Encoding": "gzip"})
     assert resp.getheader("Content-Encoding") == "gzip" and gzip.decompress(zipped) == body
     assert resp.getheader("ETag") != etag  # a different representation, a different validator
-    assert get(url, "/")[1] == (fw.out / "index.html").read_bytes()
+    assert get(url, "/index.html")[1] == (fw.out / "index.html").read_bytes()
+    resp, home = get(url, "/")  # the web app's home page now; the feeds' index stays at /index.html
+    assert resp.status == 200 and b'href="/index.html"' in home
     assert get(url, "/feeds.opml")[0].getheader("Content-Type") == "text/x-opml; charset=utf-8"
     resp, health = get(url, "/healthz")
     assert resp.status == 200 and json.loads(health)["status"] == "ok"

@@ -337,9 +337,9 @@ def test_search_errors_are_one_line_exit_2(acceptance_db: Path, run_monitor) -> 
                                "papers must contain"),
         (("search", '"--"'), "monitor: error: search '\"--\"' has no words to search for (punctuation alone is "
                              "not indexed); give a word, a \"phrase\" or a prefix*"),
-        (("search", "x", "--condition", "eczema"), "monitor: error: --condition: unknown tag 'eczema'; known: "
-                                                   "atopic_dermatitis, psoriasis, rosacea"),
-        (("export", "--design", "cohort"), "monitor: error: --design: unknown tag 'cohort'; known: rct"),
+        (("search", "x", "--condition", "chilblains"), "monitor: error: --condition: unknown tag 'chilblains'; "
+                                                       "known: atopic_dermatitis, psoriasis, rosacea"),
+        (("export", "--design", "anecdote"), "monitor: error: --design: unknown tag 'anecdote'; known: rct"),
         (("search", "x", "--since", "2024-13"), "monitor: error: --since: expected a year (2024), a month "
                                                 "(2024-03) or a day (2024-03-15), got '2024-13'"),
         (("search", "x", "--since", "2025", "--until", "2024"), "monitor: error: --since 2025 is after --until 2024"),
@@ -494,3 +494,14 @@ def test_csl_json_and_json_parse_and_keep_every_field(tmp_path: Path, run_monito
 def test_unicode_terms_find_the_paper(store: Storage, text: str) -> None:
     store.store_batch([UNICODE, *corpus()[:50]], query="q", now=NOW)
     assert pmids(search(store, SearchRequest(text, PaperFilter()))) == ["9200001"]
+
+
+def test_labels_and_synonyms_users_see_work_as_filter_values(acceptance_db: Path, run_monitor) -> None:
+    env = env_for(acceptance_db)
+    by_id = run_monitor("export", "--condition", "atopic_dermatitis", env=env)
+    assert by_id.returncode == 0, by_id.stderr
+    for name in ("eczema", "Eczema", "Atopic dermatitis / eczema", "atopic-dermatitis", "AD"):
+        same = run_monitor("export", "--condition", name, env=env)
+        assert same.returncode == 0 and same.stdout == by_id.stdout, (name, same.stderr)
+    rct = run_monitor("export", "--design", "randomized controlled trial", env=env)
+    assert rct.returncode == 0 and rct.stdout == run_monitor("export", "--design", "rct", env=env).stdout

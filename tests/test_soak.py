@@ -50,6 +50,17 @@ def test_kill_minus_nine_at_random_moments(tmp_path: Path, smtp, what: str) -> N
     assert tally.kills >= (1 if what == "retag" else 3), tally.line(what)  # most attempts really killed
 
 
+def test_killed_after_the_server_took_the_digest(tmp_path: Path, smtp) -> None:
+    inbox, port = smtp
+    standin, world = soak.world(tmp_path, port)
+    try:
+        tally = soak.kill_digests_at_the_worst_moment(world, 5, inbox)
+    finally:
+        standin.stop()
+    assert_clean(tally)
+    assert tally.kills == 5 and "5 sent twice under one Message-ID" in tally.notes[-1], tally.notes
+
+
 @pytest.mark.parametrize("rate", [0.3, 0.6])
 def test_injected_faults_converge(tmp_path: Path, rate: float) -> None:
     standin, world = soak.world(tmp_path)
@@ -68,3 +79,16 @@ def test_two_commands_at_once(tmp_path: Path) -> None:
     finally:
         standin.stop()
     assert_clean(tally)
+
+
+def test_hostile_answers_from_ncbi(tmp_path: Path) -> None:
+    standin, world = soak.world(tmp_path)
+    try:
+        tally = soak.hostile_answers(world, text_node_mb=50)
+    finally:
+        standin.stop()
+    assert_clean(tally)
+    bomb = next(n for n in tally.notes if n.startswith("gzip bomb"))
+    assert "exit 1" in bomb and "max_response_mb" in bomb
+    assert tally.peak_rss_mb < 1024, tally.notes  # the bomb itself stays far lower: see bench/soak.py
+    assert all(float(n.split(" in ")[1].split("s,")[0]) < 30 for n in tally.notes), tally.notes

@@ -49,7 +49,7 @@ def standin() -> Iterator[StandIn]:
 
 
 # One client for the module: building an httpx.Client (its SSL context) costs ~30 ms per request.
-HTTP = httpx.Client(timeout=5)
+HTTP = httpx.Client(timeout=30)  # generous: a loaded CI machine can be slow to schedule the server thread
 
 
 def call(s: StandIn, endpoint: str, **params: object) -> httpx.Response:

@@ -14,7 +14,7 @@ from lxml import etree
 from tests.eutils_standin import StandIn
 
 DATA = Path(__file__).resolve().parent / "data"
-HTTP = httpx.Client(timeout=5)
+HTTP = httpx.Client(timeout=30)  # generous: a loaded CI machine can be slow to schedule the server thread
 
 
 @pytest.fixture(scope="module")

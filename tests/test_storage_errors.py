@@ -101,6 +101,13 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "save_documents": lambda s: s.save_documents([], ["main.xml"]),
     "feed_rows": lambda s: s.feed_rows(),
     "feed_records": lambda s: s.feed_records(["1"]),
+    "paper_detail": lambda s: s.paper_detail("1"),
+    "recent_papers": lambda s: s.recent_papers(PaperFilter(relevant_only=True), limit=10),
+    "count_matching": lambda s: s.count_matching(TextTerm("probiotic"), PaperFilter()),
+    "facets": lambda s: s.facets(TextTerm("probiotic"), PaperFilter(conditions=("acne",))),
+    "evidence_map": lambda s: s.evidence_map(PaperFilter(relevant_only=True)),
+    "data_version": lambda s: s.data_version(),
+    "trend_counts": lambda s: s.trend_counts("condition", PaperFilter(relevant_only=True)),
 }
 NOT_DATABASE_CALLS = {"open", "close", "reopened"}  # lifecycle: they make or drop connections, read nothing
 

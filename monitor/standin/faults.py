@@ -67,14 +67,19 @@ class FaultInjector:
         self._random: RandomFaults | None = None
 
     def inject(self, kind: str, count: int = 1, endpoint: str | None = None, *, retry_after: int | None = None,
-               hang_seconds: float | None = None, message: str | None = None) -> None:
+               hang_seconds: float | None = None, message: str | None = None, body: bytes | None = None,
+               headers: Sequence[tuple[str, str]] = (), content_type: str = XML_TYPE,
+               trickle_seconds: float = 0.0) -> None:
         """Answer the next ``count`` requests (to ``endpoint``, or any) with fault ``kind``.
 
         ``retry_after`` adds a Retry-After header to "429"; ``hang_seconds`` overrides the "timeout"
-        hang; ``message`` overrides the ERROR text of "error_body".
+        hang; ``message`` overrides the ERROR text of "error_body". "body" answers 200 with exactly
+        ``body`` and ``headers`` (hostile answers: entity tricks, a compressed bomb with its own
+        Content-Encoding, invalid UTF-8, an HTML page), sent a byte at a time with ``trickle_seconds``.
         """
         check_kind(kind)
-        options = {"retry_after": retry_after, "hang_seconds": hang_seconds, "message": message}
+        options = {"retry_after": retry_after, "hang_seconds": hang_seconds, "message": message, "body": body,
+                   "headers": list(headers), "content_type": content_type, "trickle_seconds": trickle_seconds}
         with self._lock:
             self._scripted.append(Scripted(kind, count, endpoint, options))
 
@@ -121,6 +126,9 @@ class FaultInjector:
             return Reply(0, "", b"", mode="timeout", hang_seconds=self.hang_seconds if hang is None else hang)
         if kind == "reset":
             return Reply(0, "", b"", mode="reset")
+        if kind == "body":
+            return Reply(200, opts["content_type"], opts["body"] or b"", list(opts["headers"]), gzip_ok=False,
+                         trickle_seconds=opts["trickle_seconds"])
         if kind == "error_body":
             message = opts.get("message") or DEFAULT_ERROR_BODY[endpoint]
             body = esearch_error_body(message) if endpoint == "esearch" else efetch_error_body(message)

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 # PubMed will list at most this many ids for one search (retstart 0..9998).
 PUBMED_SEARCH_CAP = 9999
 FAULT_KINDS = frozenset(
-    {"429", "500", "502", "503", "timeout", "reset", "truncate", "short_read", "error_body"}
+    {"429", "500", "502", "503", "timeout", "reset", "truncate", "short_read", "error_body", "body"}
 )
 DATETYPES = ("edat", "mdat", "pdat")
 # How QueryTranslation names each datetype (esearch2.xml shows "[Date - Entry]").
@@ -105,7 +105,8 @@ _STATUS_PAGES = {
 
 @dataclass(slots=True)
 class Reply:
-    """What the handler should put on the wire. ``mode`` is "send", "timeout", "reset" or "short_read"."""
+    """What the handler should put on the wire. ``mode`` is "send", "timeout", "reset" or "short_read";
+    ``trickle_seconds`` sends the body one byte at a time with that pause (over loopback)."""
 
     status: int
     content_type: str
@@ -114,6 +115,7 @@ class Reply:
     mode: str = "send"
     hang_seconds: float = 0.0
     gzip_ok: bool = True
+    trickle_seconds: float = 0.0
 
 
 class BadRequest(Exception):

@@ -174,7 +174,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if reply.trickle_seconds:
+            self._trickle(body, reply.trickle_seconds)
+            return
         self.wfile.write(body)
+
+    def _trickle(self, body: bytes, pause: float) -> None:
+        """One byte, then a pause, until the client gives up or the stand-in stops."""
+        owner = self.server.owner
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if owner.stopping.wait(pause):
+                    break
+        except OSError:
+            pass  # the client hung up: what a deadline is for
+        self.close_connection = True
 
     def _reset(self) -> None:
         """Close with SO_LINGER 0 so the kernel sends RST instead of FIN."""

@@ -19,7 +19,7 @@ from .corpus import DEFAULT_CORPUS, RecordDates, load_corpus
 from .eutils import EUtils, Incoming, LoggedRequest, RequestLog
 from .faults import FaultInjector
 from .matcher import Matcher
-from .ncbi import Reply
+from .ncbi import XML_TYPE, Reply
 from .server import LoopbackServer, in_process_transport
 from .world import PubMedWorld
 
@@ -187,10 +187,14 @@ class StandIn:
     # -- faults (see FaultInjector) -------------------------------------------------------------------
 
     def inject(self, kind: str, count: int = 1, endpoint: str | None = None, *, retry_after: int | None = None,
-               hang_seconds: float | None = None, message: str | None = None) -> None:
-        """Answer the next ``count`` requests (to ``endpoint``, or any) with fault ``kind``."""
+               hang_seconds: float | None = None, message: str | None = None, body: bytes | None = None,
+               headers: Sequence[tuple[str, str]] = (), content_type: str = XML_TYPE,
+               trickle_seconds: float = 0.0) -> None:
+        """Answer the next ``count`` requests (to ``endpoint``, or any) with fault ``kind`` (see
+        :meth:`~.faults.FaultInjector.inject`; "body" sends exactly ``body``, possibly trickled)."""
         self.faults.inject(kind, count, endpoint, retry_after=retry_after, hang_seconds=hang_seconds,
-                           message=message)
+                           message=message, body=body, headers=headers, content_type=content_type,
+                           trickle_seconds=trickle_seconds)
 
     def fault_rate(self, p: float, kinds: Sequence[str], seed: int, endpoint: str | None = None) -> None:
         """Each later request fails with probability ``p`` (seeded), the kind drawn from ``kinds``."""

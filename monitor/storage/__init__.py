@@ -11,6 +11,7 @@ One module per aggregate, on one shared base (:mod:`.base`: engine, transactions
 - :mod:`.digests`   the digest log and what is still to deliver
 - :mod:`.leases`    lease rows and each scheduled job's last fire
 - :mod:`.feedrows`  the reads the feeds plan and render from
+- :mod:`.browse`    the web app's reads: a paper's page, recent papers, facets, the evidence map, trends
 - :mod:`.documents` published documents (feeds, archives, OPML, index) any host can serve
 - :mod:`.pgsearch`  PostgreSQL's full-text search (the tsvector index, tsquery, ranking tiers, headlines)
 
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import StorageError
 from . import base
 from .base import BUSY_TIMEOUT_SECONDS, make_engine, reason, safe_url
+from .browse import BrowseMixin
 from .digests import DigestsMixin
 from .documents import DocumentsMixin
 from .feedrows import FeedRowsMixin
@@ -38,7 +40,7 @@ __all__ = ["Storage"]
 
 
 class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, LeasesMixin, FeedRowsMixin,
-              DocumentsMixin):
+              BrowseMixin, DocumentsMixin):
     """The database behind the monitor. Create with :meth:`open` (runs migrations)."""
 
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ class StorageBase:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._fts = engine.dialect.name == "sqlite"  # SQLite: the FTS5 index (migration 0005)
+        self._watch: Connection | None = None  # a connection of its own for data_version (see browse.py)
+        self._watch_lock = threading.Lock()
 
     @property
     def _search_backend(self) -> str | None:
@@ -52,6 +55,11 @@ class StorageBase:
         return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
+        with self._watch_lock:
+            if self._watch is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    self._watch.close()
+                self._watch = None
         self.engine.dispose()
 
     @contextlib.contextmanager

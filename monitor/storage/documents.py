@@ -1,6 +1,6 @@
 """Published documents: the feed documents, archive pages, OPML list and index page the publisher wrote,
 kept with their validators so that a `monitor serve` on any host sharing the database serves them
-(:mod:`monitor.docsync` fills the table from a feed folder; :mod:`monitor.serve` reads it).
+(:mod:`monitor.docsync` fills the table from a feed folder; :mod:`monitor.web.feedfiles` serves it).
 """
 
 from __future__ import annotations

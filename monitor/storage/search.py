@@ -205,6 +205,23 @@ def _ranking(text: TextNode | None, filters: PaperFilter, sort: str, backend: st
     return _Ranking(statements, True)
 
 
+def matching_pmids(text: TextNode | None, filters: PaperFilter, backend: str | None) -> sa.Select[Any]:
+    """The PMIDs a search for ``text`` with ``filters`` finds, unordered and unscored (every one, not a
+    page): what result counts and facets are computed over, so they describe exactly the search's set.
+    (PostgreSQL's ranking tiers are one statement when not ranked: the date order's.)"""
+    if backend is None:
+        raise StorageError("full-text search needs SQLite or PostgreSQL")
+    sort = "relevance" if text is not None and backend == "fts5" else "date"
+    ranking = _ranking(text, filters, sort, backend)
+    if ranking is None:  # the text has nothing the index can match
+        return sa.select(papers.c.pmid).where(sa.false())
+    statement = ranking.statements[0]
+    # correlate(None): used as ``x IN (this)`` inside a statement that reads ``papers`` too, it must stay a
+    # statement of its own rather than be folded into the outer one's row.
+    return (statement.order_by(None).with_only_columns(statement.selected_columns.pmid, maintain_column_froms=True)
+            .correlate(None))
+
+
 class SearchMixin(StorageBase):
     """Full-text search over the stored papers."""
 
@@ -223,14 +240,15 @@ class SearchMixin(StorageBase):
             return int(conn.exec_driver_sql("SELECT count(*) FROM papers_fts").scalar_one())
 
     def search(self, text: TextNode | None, filters: PaperFilter, *, sort: str = "relevance",
-               limit: int | None = 20) -> list[SearchHit]:
+               limit: int | None = 20, offset: int = 0) -> list[SearchHit]:
         """Stored papers that match ``text`` (None: every paper) and pass ``filters``, best first.
 
-        ``sort``: ``relevance`` (bm25 on SQLite, ts_rank_cd on PostgreSQL, the title weighted above
+        ``sort``: ``relevance`` (bm25 on SQLite, ts_rank in two tiers on PostgreSQL, the title weighted above
         keywords, MeSH, authors and abstract; lower scores are better; PMID breaks ties, newest first) or
-        ``date`` (publication date, newest first). ``limit`` None: all. Each hit of a text search has a
-        snippet with the matched words between ``SNIPPET_OPEN`` and ``SNIPPET_CLOSE``. A query the index
-        refuses raises :class:`~monitor.errors.SearchSyntaxError`."""
+        ``date`` (publication date, newest first). ``limit`` None: all; ``offset``: skip that many of the
+        best first (a later page). Each hit of a text search has a snippet with the matched words between
+        ``SNIPPET_OPEN`` and ``SNIPPET_CLOSE``. A query the index refuses raises
+        :class:`~monitor.errors.SearchSyntaxError`."""
         from .papers import hydrate, paper_columns
 
         if sort not in ("relevance", "date"):
@@ -242,7 +260,7 @@ class SearchMixin(StorageBase):
         if ranking is None:
             return []
         with self._tx("searching papers") as conn:
-            ranked = _run_ranking(conn, ranking, limit)
+            ranked = _run_ranking(conn, ranking, limit, offset)
             if not ranked:
                 return []
             pmids = [p for p, _ in ranked]
@@ -276,19 +294,28 @@ def _snippets(conn: Connection, text: TextNode, pmids: list[int]) -> dict[int, s
     return out
 
 
-def _run_ranking(conn: Connection, ranking: _Ranking, limit: int | None) -> list[tuple[int, float]]:
-    """(PMID, score) of the best ``limit`` matches (None: all): each statement in turn, until enough."""
+def _run_ranking(conn: Connection, ranking: _Ranking, limit: int | None, offset: int = 0) -> list[tuple[int, float]]:
+    """(PMID, score) of the best ``limit`` matches after the first ``offset`` (None: all): each statement in
+    turn, until enough. With several statements (ranking tiers) the first ``offset + limit`` are read and the
+    page cut from them; a single statement pages in SQL."""
+    if len(ranking.statements) == 1:
+        q = ranking.statements[0].offset(offset or None)
+        return _ranked(conn, q if limit is None else q.limit(limit))
+    wanted_total = None if limit is None else offset + limit
     ranked: list[tuple[int, float]] = []
     for statement in ranking.statements:
-        wanted = None if limit is None else limit - len(ranked)
+        wanted = None if wanted_total is None else wanted_total - len(ranked)
         if wanted == 0:
             break
-        q = statement if wanted is None else statement.limit(wanted)
-        try:
-            ranked += [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
-        except sa.exc.OperationalError as exc:
-            if "fts5" in str(exc.orig).lower():
-                raise SearchSyntaxError(f"the search index cannot run this query ({reason(exc)}); "
-                                        "put unusual terms in double quotes") from exc
-            raise
-    return ranked
+        ranked += _ranked(conn, statement if wanted is None else statement.limit(wanted))
+    return ranked[offset:]
+
+
+def _ranked(conn: Connection, q: sa.Select[Any]) -> list[tuple[int, float]]:
+    try:
+        return [(int(r.pmid), float(r.score)) for r in conn.execute(q)]
+    except sa.exc.OperationalError as exc:
+        if "fts5" in str(exc.orig).lower():
+            raise SearchSyntaxError(f"the search index cannot run this query ({reason(exc)}); "
+                                    "put unusual terms in double quotes") from exc
+        raise
