@@ -132,17 +132,19 @@ class _Databases:
         self.urls[key] = url
         return url
 
-    def drop_all(self) -> None:
-        if not self.urls:
-            return
+    def drop(self, under: Path | None = None) -> None:
+        """Drop the databases created so far (``under``: only those standing for a path below it)."""
         import sqlalchemy as sa
 
+        keys = [k for k in self.urls if under is None or Path(k).is_relative_to(Path(under).resolve())]
+        if not keys:
+            return
         server = postgres_server()
         assert server is not None
         with self.admin(server).connect() as conn:
-            for url in self.urls.values():
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database} WITH (FORCE)")
-        self.urls.clear()
+            for key in keys:
+                name = sa.engine.make_url(self.urls.pop(key)).database
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 _DATABASES = _Databases()
@@ -190,16 +192,28 @@ def database_untouched(path: Path) -> bool:
         engine.dispose()
 
 
-def drop_databases() -> None:
-    """Drop the PostgreSQL databases this test created so far (their connections are ended first)."""
-    _DATABASES.drop_all()
+def drop_databases(under: Path | None = None) -> None:
+    """Drop the PostgreSQL databases created so far (their connections are ended first); ``under``: only
+    those standing for a path below that folder."""
+    _DATABASES.drop(under)
 
 
 @pytest.fixture(autouse=True)
-def _drop_test_databases() -> Iterator[None]:
-    """Drop the PostgreSQL databases a test created when it ends."""
+def _drop_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test ends, drop the PostgreSQL databases of paths in its own tmp dir; databases of a module's
+    or session's fixtures (paths from tmp_path_factory) live until the session ends."""
+    # Asked for now, so that tmp_path is torn down after this fixture, not before.
+    own = request.getfixturevalue("tmp_path") if on_postgres() and "tmp_path" in request.fixturenames else None
     yield
-    drop_databases()
+    if own is not None:
+        drop_databases(own)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _drop_session_databases() -> Iterator[None]:
+    yield
+    if on_postgres():
+        drop_databases()
 
 
 def pytest_configure(config: pytest.Config) -> None:

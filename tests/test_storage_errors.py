@@ -190,7 +190,7 @@ def broken(tmp_path: Path) -> Iterator[Storage]:
     if on_postgres():
         store = Storage.open(db_url(tmp_path / "m.sqlite3"))
         store.engine.dispose()
-        drop_databases()
+        drop_databases(tmp_path)
         yield store
         store.close()
         return
@@ -206,6 +206,8 @@ def broken(tmp_path: Path) -> Iterator[Storage]:
 
 @pytest.mark.parametrize("method", sorted(CALLS))
 def test_a_locked_database_is_a_storage_error_for_every_method(locked: Storage, method: str) -> None:
+    if method == "data_version" and on_postgres():
+        pytest.skip("on PostgreSQL data_version reads no table, so table locks cannot hold it up")
     with pytest.raises(StorageError, match=r"database is locked \(another monitor process is writing"):
         CALLS[method](locked)
 

@@ -9,13 +9,11 @@ import functools
 import json
 from pathlib import Path
 
-import pytest
-
 from monitor.storage import Storage
 from monitor.tagging import load_taxonomy, tag
 from monitor.types import PaperFilter
 from monitor.web.cache import CachedReads
-from tests.conftest import ROOT
+from tests.conftest import ROOT, db_url
 from tests.tagging_data import LABELLED, row_to_article
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
@@ -26,10 +24,8 @@ def articles(start: int, n: int) -> list:
     return [dataclasses.replace(row_to_article(r), pmid=str(start + i)) for i, r in enumerate(rows[:n])]
 
 
-@pytest.mark.sqlite_only("SQLite's PRAGMA data_version; on PostgreSQL (no such counter) cached values live "
-                         "for a TTL: test_without_a_version_counter_values_live_for_ttl_seconds")
 def test_cached_counts_hold_until_another_connection_commits(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    url = db_url(tmp_path / "m.sqlite3")
     tagger = functools.partial(tag, taxonomy=load_taxonomy(ROOT / "taxonomy.toml"))
     writer = Storage.open(url)
     writer.store_batch(articles(31_000_000, 20), query="q", now=NOW, tagger=tagger)

@@ -72,8 +72,14 @@ class BrowseMixin(StorageBase):
     def data_version(self) -> int | None:
         """A number that changes whenever another connection commits to the database, for caches of the
         reads above: SQLite's ``PRAGMA data_version``, asked on a connection kept for it alone (its value
-        only moves for *other* connections' commits, and a read-only web server writes nothing). None
-        where the database has no such counter (PostgreSQL): callers then bound a cached value's age."""
+        only moves for *other* connections' commits, and a read-only web server writes nothing). On
+        PostgreSQL the server's next transaction id (``pg_snapshot_xmax``): every writing transaction on
+        the server moves it, read-only ones never do, so it may change without a change here but never
+        misses one. None for another database: callers then bound a cached value's age."""
+        if self._postgres:
+            with self._tx("checking for changes") as conn:
+                return int(conn.exec_driver_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                           .scalar_one())
         if not self._fts:
             return None
         with self._errors("checking for changes"), self._watch_lock:

@@ -4,8 +4,9 @@ Facet counts, result counts, the evidence map and trend counts are the same for 
 database changes, and over a large collection some cost tens or hundreds of milliseconds (the facets of
 the whole collection scan every tag row). :class:`CachedReads` answers them from memory while
 :meth:`~monitor.interfaces.BrowseStore.data_version` is unchanged; a commit by any other connection (a
-`monitor run`, a retag) empties it. Where the database has no version counter (PostgreSQL), a cached
-value is used for at most ``ttl`` seconds. Everything else passes straight through to the store.
+`monitor run`, a retag) empties it (on PostgreSQL the counter is the server's next transaction id: any
+writing transaction empties it). Where the database has no version counter, a cached value is used for at
+most ``ttl`` seconds. Everything else passes straight through to the store.
 """
 
 from __future__ import annotations
