@@ -9,6 +9,7 @@ serves its own folder (tests/test_feeds.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -84,6 +85,8 @@ def test_two_servers_serve_what_a_third_process_published(fw: FeedWorld, servers
     assert not list(folder_b.rglob("*.xml"))  # host B found documents published already: it wrote none
     empty = get(url_a, "/main.xml")[1]
     assert get(url_b, "/main.xml")[1] == empty and guids(feedparser.parse(empty)) == []
+    for url, _ in servers:  # the pages' counts are cached now (until the database changes)
+        assert json.loads(get(url, "/api/papers?relevant=1")[1])["total"] == 0
 
     assert fw.monitor("run", key=True).returncode == 0  # the cycle, in a third process with its own folder
     relevant = [p["pmid"] for p in fw.relevant()]
@@ -97,6 +100,13 @@ def test_two_servers_serve_what_a_third_process_published(fw: FeedWorld, servers
         resp, body = get(url, "/main.xml", {"If-None-Match": etags["main.xml"]})
         assert resp.status == 304 and body == b""
     assert not list(folder_b.rglob("*.xml"))  # still nothing on host B's disk: all from the database
+    # The web app's pages and API read the database: both hosts show the papers the cycle stored, at once.
+    for path in ("/api/papers?relevant=1&per_page=100", "/api/map", f"/api/papers/{relevant[0]}"):
+        answers = [get(url, path) for url, _ in servers]
+        assert all(resp.status == 200 for resp, _ in answers) and answers[0][1] == answers[1][1], path
+    listed = json.loads(get(url_b, "/api/papers?relevant=1&per_page=100")[1])
+    assert listed["total"] == len(relevant) and {p["pmid"] for p in listed["papers"]} == set(relevant)
+    assert relevant[0] in get(url_b, f"/paper/{relevant[0]}")[1].decode()
 
     # A later cycle (a retraction arrives) changes some documents; both hosts serve the new ones at once.
     fw.standin.today = TODAY + dt.timedelta(days=1)
