@@ -100,6 +100,12 @@ def tsquery(node: TextNode, *, weighted: bool = True, relaxed: bool = False) -> 
     return "(" + " & ".join(required + [f"!{q}" for q in excluded]) + ")"
 
 
+def _has_column(node: TextNode, column: str) -> bool:
+    if isinstance(node, TextTerm):
+        return node.column == column
+    return any(_has_column(p, column) for p in (*node.parts, *(node.excluded if isinstance(node, TextAll) else ())))
+
+
 def needs_recheck(node: TextNode) -> bool:
     """Whether the tree has a term on a field that shares its label (abstract, authors)."""
     if isinstance(node, TextTerm):
@@ -200,8 +206,13 @@ def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, st
     query = _query(text)
     options = sa.literal(HEADLINE_OPTIONS)
     config: Any = sa.literal_column(f"'{CONFIG}'::regconfig")
-    rest = sa.func.concat_ws(" · ", paper_search.c.title, sa.func.nullif(paper_search.c.keywords, ""),
-                             sa.func.nullif(paper_search.c.mesh, ""), sa.func.nullif(paper_search.c.authors, ""))
+    # The other fields; the author list only when the query asks for an author (it can hold thousands of
+    # names, and ts_headline parses all it is given).
+    fields = [paper_search.c.title, sa.func.nullif(paper_search.c.keywords, ""),
+              sa.func.nullif(paper_search.c.mesh, "")]
+    if _has_column(node, "authors"):
+        fields.append(sa.func.nullif(paper_search.c.authors, ""))
+    rest = sa.func.concat_ws(" · ", *fields)
     out: dict[int, str] = {}
     fallback: dict[int, str] = {}
     for chunk in chunks(pmids):

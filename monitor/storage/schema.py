@@ -229,5 +229,6 @@ def include_in_schema_comparison(obj: Any, name: str | None, type_: str, reflect
     if type_ == "table" and name is not None:
         return not (name in ("papers_fts", PG_SEARCH_TABLE) or name.startswith("papers_fts_"))
     if type_ == "index" and name is not None:
-        return name not in ("ix_paper_search_document", "ix_paper_search_head", "ix_papers_newest")
+        return name not in ("ix_paper_search_document", "ix_paper_search_head", "ix_papers_newest",
+                            "ix_paper_tags_lookup")
     return True
