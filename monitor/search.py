@@ -61,16 +61,10 @@ class SearchRequest:
 
 
 def search(store: PaperReader, request: SearchRequest) -> list[SearchHit]:
-    """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change), query the
-    store, and fill in plain snippets where the store has none (PostgreSQL)."""
-    node = request.node
-    hits = store.search(node, request.filters, sort=request.effective_sort, limit=request.limit,
+    """Run a search: parse the text (raising :class:`SearchSyntaxError` with what to change) and query the
+    store (each hit of a text search comes with its snippet, from either backend's index)."""
+    return store.search(request.node, request.filters, sort=request.effective_sort, limit=request.limit,
                         offset=request.offset)
-    if node is None:
-        return hits
-    return [h if h.snippet is not None else SearchHit(h.paper, h.score, plain_snippet(h.paper.article.abstract_text
-                                                                                       or h.paper.article.title, node))
-            for h in hits]
 
 
 # ------------------------------------------------------------------ the query language
@@ -219,25 +213,6 @@ def parse_query(text: str) -> TextNode:
         raise SearchSyntaxError(f"search {text!r} has no words to search for (punctuation alone is not "
                                 "indexed); give a word, a \"phrase\" or a prefix*")
     return _all(parts, excluded)
-
-
-def plain_snippet(text: str, node: TextNode, width: int = 160) -> str:
-    """A snippet without the index (PostgreSQL): the text around the first matched term, matches marked."""
-    terms = [t.text for t in _terms(node)]
-    if not terms:
-        return text[:width]
-    rx = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.I)
-    first = rx.search(text)
-    start = max(0, first.start() - width // 3) if first else 0
-    window = text[start:start + width]
-    marked = rx.sub(lambda m: f"{SNIPPET_OPEN}{m.group(0)}{SNIPPET_CLOSE}", window)
-    return ("…" if start else "") + marked + ("…" if start + width < len(text) else "")
-
-
-def _terms(node: TextNode) -> list[TextTerm]:
-    if isinstance(node, TextTerm):
-        return [node]
-    return [t for p in node.parts for t in _terms(p)]
 
 
 # ------------------------------------------------------------------ output

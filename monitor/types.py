@@ -593,7 +593,7 @@ class SearchHit:
     """One search result: the paper, its score and a snippet with the matched words marked."""
 
     paper: StoredPaper
-    score: float | None  # bm25 (lower is better) on SQLite; minus the title hits on PostgreSQL; None: no text
+    score: float | None  # lower is better: bm25 on SQLite, minus ts_rank on PostgreSQL; None: no text
     snippet: str | None  # matched words between SNIPPET_OPEN and SNIPPET_CLOSE
 
 
