@@ -4,10 +4,12 @@ the papers, the user's query tree (:class:`~monitor.types.TextTerm` / ``TextAny`
 
 How it matches what SQLite's FTS5 index does (``porter unicode61 remove_diacritics 2``):
 
-- **Tokens.** Every run of characters that are not letters or digits separates words, in the papers
-  (``monitor_search_text()`` in the generated column) and in the query (:func:`words`), so ``GLP-1`` is the
-  two words "glp 1" on both sides and the PostgreSQL parser never sees its special tokens (URLs, e-mail
-  addresses, hyphenated compounds, signed numbers).
+- **Tokens.** Every run of characters that are not letters or digits separates words, in the papers (each
+  field is stored as its words, :func:`normalize`; ``monitor_search_text()`` does the same in SQL for a
+  rebuild) and in the query (:func:`words`), so ``GLP-1`` is the two words "glp 1" on both sides and the
+  PostgreSQL parser never sees its special tokens (URLs, e-mail addresses, hyphenated compounds, signed
+  numbers). Doing it in Python when a paper is stored is cheaper than PostgreSQL's regular expressions
+  (they were 40% of the indexing time).
 - **Folding and stemming.** The ``monitor_search`` configuration sends every word through ``unaccent``
   (Köbner = kobner) and an English Snowball stemmer *without* a stop-word list (FTS5 drops no words, so
   neither do we: a phrase with "of" in it means what it says); numbers are kept as written.
@@ -25,8 +27,9 @@ How it matches what SQLite's FTS5 index does (``porter unicode61 remove_diacriti
   a tenth the size of ``document``; the second tier is only read when the first has fewer papers than the
   page asks for. Scores are negated so that, as with bm25, lower is better; every first-tier score is below
   every second-tier one.
-- **Snippets.** ``ts_headline`` over the abstract (else title, keywords, MeSH and authors), with the match
-  markers of :data:`~monitor.types.SNIPPET_OPEN` / ``SNIPPET_CLOSE``.
+- **Snippets.** ``ts_headline`` over the abstract as written (else title, keywords and MeSH), with the
+  match markers of :data:`~monitor.types.SNIPPET_OPEN` / ``SNIPPET_CLOSE``; the texts come from the hits'
+  records, which the search reads anyway.
 
 Everything the user typed reaches PostgreSQL as a bound parameter; a query word is letters and digits
 only, so it can never be tsquery syntax.
@@ -35,6 +38,7 @@ only, so it can never be tsquery syntax.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +69,24 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 def words(text: str) -> list[str]:
-    """The words of a query term: runs of letters and digits, as ``monitor_search_text()`` splits papers."""
-    return _WORD.findall(text)
+    """The words of a query term or a field: runs of letters and digits, as PostgreSQL's ``[[:alnum:]]``
+    draws them (Python's ``\\w`` also counts superscripts, subscripts and fractions — ``²``, ``₂``, ``½``,
+    Unicode's "other numbers" — which PostgreSQL does not)."""
+    found = _WORD.findall(text)
+    if text.isascii():
+        return found
+    return [part for word in found for part in _split_other_numbers(word)]
+
+
+def _split_other_numbers(word: str) -> list[str]:
+    if word.isascii():
+        return [word]
+    return "".join(" " if unicodedata.category(ch) == "No" else ch for ch in word).split()
+
+
+def normalize(text: str) -> str:
+    """A field as ``paper_search`` stores it: its words, one space apart (``monitor_search_text()``)."""
+    return " ".join(words(text))
 
 
 def _operand(term: TextTerm, weighted: bool) -> str | None:
@@ -118,8 +138,7 @@ def _query(text: str) -> Any:
 
 
 def _field_vector(column: str) -> Any:
-    return sa.func.to_tsvector(sa.literal_column(f"'{CONFIG}'::regconfig"),
-                               sa.func.monitor_search_text(getattr(paper_search.c, column)))
+    return sa.func.to_tsvector(sa.literal_column(f"'{CONFIG}'::regconfig"), getattr(paper_search.c, column))
 
 
 def exact_clause(node: TextNode) -> Any:
@@ -197,35 +216,37 @@ def scores(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, floa
     return out
 
 
-def snippets(conn: Connection, node: TextNode, pmids: list[int]) -> dict[int, str]:
-    """``ts_headline`` snippets for the hits (a second statement, so only the hits pay for them): from the
-    abstract when it has a match, else (a third statement, for those hits only) from the other fields."""
+def snippets(conn: Connection, node: TextNode, texts: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """``ts_headline`` snippets for the hits, from their texts as written (pmid → (abstract, title ·
+    keywords · MeSH)): from the abstract when it has a match, else from the rest. One statement; the texts
+    go as two arrays."""
     text = tsquery(node, weighted=False)
-    if text is None:
+    if text is None or not texts:
         return {}
     query = _query(text)
-    options = sa.literal(HEADLINE_OPTIONS)
     config: Any = sa.literal_column(f"'{CONFIG}'::regconfig")
-    # The other fields; the author list only when the query asks for an author (it can hold thousands of
-    # names, and ts_headline parses all it is given).
-    fields = [paper_search.c.title, sa.func.nullif(paper_search.c.keywords, ""),
-              sa.func.nullif(paper_search.c.mesh, "")]
-    if _has_column(node, "authors"):
-        fields.append(sa.func.nullif(paper_search.c.authors, ""))
-    rest = sa.func.concat_ws(" · ", *fields)
+    options = sa.literal(HEADLINE_OPTIONS)
+    pmids = list(texts)
+    rows = sa.func.unnest(sa.literal([p for p in pmids], sa.ARRAY(sa.BigInteger)),
+                          sa.literal([texts[p][0] for p in pmids], sa.ARRAY(sa.Text)),
+                          sa.literal([texts[p][1] for p in pmids], sa.ARRAY(sa.Text))
+                          ).table_valued("pmid", "abstract", "rest").render_derived()
+    first = sa.func.ts_headline(config, rows.c.abstract, query, options)
+    statement = sa.select(rows.c.pmid, first, sa.case((sa.func.strpos(first, SNIPPET_OPEN) > 0, None),
+                                                      else_=sa.func.ts_headline(config, rows.c.rest, query, options)))
     out: dict[int, str] = {}
-    fallback: dict[int, str] = {}
-    for chunk in chunks(pmids):
-        for pmid, headline in conn.execute(
-                sa.select(paper_search.c.pmid, sa.func.ts_headline(config, paper_search.c.abstract, query, options))
-                .where(paper_search.c.pmid.in_(chunk))):
-            (out if SNIPPET_OPEN in (headline or "") else fallback)[int(pmid)] = headline or ""
-    for chunk in chunks(list(fallback)):
-        other = sa.func.ts_headline(config, rest, query, options)
-        for pmid, headline in conn.execute(sa.select(paper_search.c.pmid, other)
-                                           .where(paper_search.c.pmid.in_(chunk))):
-            out[int(pmid)] = headline if SNIPPET_OPEN in (headline or "") else fallback[int(pmid)]
+    for pmid, abstract, other in conn.execute(statement):
+        out[int(pmid)] = abstract if other is None or SNIPPET_OPEN in (abstract or "") else other
     return out
+
+
+def snippet_texts(rows: dict[int, dict[str, str]], node: TextNode) -> dict[int, tuple[str, str]]:
+    """The texts :func:`snippets` reads, from each hit's index row as written (search_row): the abstract,
+    and title · keywords · MeSH (· authors, only when the query asks for an author: the list can hold
+    thousands of names, and ts_headline parses all it is given)."""
+    fields = ("title", "keywords", "mesh", "authors") if _has_column(node, "authors") else ("title", "keywords",
+                                                                                             "mesh")
+    return {pmid: (row["abstract"], " · ".join(row[f] for f in fields if row[f])) for pmid, row in rows.items()}
 
 
 def index_rows(conn: Connection, rows: Sequence[dict[str, Any]], stale: Sequence[int]) -> None:
@@ -234,8 +255,8 @@ def index_rows(conn: Connection, rows: Sequence[dict[str, Any]], stale: Sequence
     if stale:
         unindex(conn, stale)
     if rows:
-        conn.execute(paper_search.insert(), [{"pmid": r["rowid"], **{k: v for k, v in r.items() if k != "rowid"}}
-                                             for r in rows])
+        conn.execute(paper_search.insert(), [{"pmid": r["rowid"], **{k: normalize(v) for k, v in r.items()
+                                                                     if k != "rowid"}} for r in rows])
 
 
 def unindex(conn: Connection, pmids: Sequence[int]) -> None:
@@ -247,20 +268,20 @@ def unindex(conn: Connection, pmids: Sequence[int]) -> None:
 # gives: tests/test_search.py checks it on every corpus record). The text of migration 0008 is a frozen copy.
 REBUILD_SQL = """
 INSERT INTO paper_search (pmid, title, abstract, keywords, mesh, authors)
-SELECT p.pmid, p.title,
-  coalesce((SELECT string_agg(s.value->>'text', E'\\n' ORDER BY s.n)
-            FROM jsonb_array_elements(d.j->'abstract') WITH ORDINALITY AS s(value, n)), ''),
-  coalesce((SELECT string_agg(k.value, '; ' ORDER BY k.n)
-            FROM jsonb_array_elements_text(d.j->'keywords') WITH ORDINALITY AS k(value, n)), ''),
-  coalesce((SELECT string_agg(m.value->>'descriptor', '; ' ORDER BY m.n)
-            FROM jsonb_array_elements(d.j->'mesh') WITH ORDINALITY AS m(value, n)), ''),
-  coalesce((SELECT string_agg(
+SELECT p.pmid, monitor_search_text(p.title),
+  monitor_search_text(coalesce((SELECT string_agg(s.value->>'text', E'\\n' ORDER BY s.n)
+            FROM jsonb_array_elements(d.j->'abstract') WITH ORDINALITY AS s(value, n)), '')),
+  monitor_search_text(coalesce((SELECT string_agg(k.value, '; ' ORDER BY k.n)
+            FROM jsonb_array_elements_text(d.j->'keywords') WITH ORDINALITY AS k(value, n)), '')),
+  monitor_search_text(coalesce((SELECT string_agg(m.value->>'descriptor', '; ' ORDER BY m.n)
+            FROM jsonb_array_elements(d.j->'mesh') WITH ORDINALITY AS m(value, n)), '')),
+  monitor_search_text(coalesce((SELECT string_agg(
               CASE WHEN coalesce(a.value->>'collective_name', '') <> '' THEN a.value->>'collective_name'
                    ELSE coalesce(nullif(trim(coalesce(a.value->>'fore_name', '') || ' ' ||
                                              coalesce(a.value->>'last_name', '')), ''),
                                  a.value->>'initials', '')
               END, '; ' ORDER BY a.n)
-            FROM jsonb_array_elements(d.j->'authors') WITH ORDINALITY AS a(value, n)), '')
+            FROM jsonb_array_elements(d.j->'authors') WITH ORDINALITY AS a(value, n)), ''))
 FROM papers AS p CROSS JOIN LATERAL (SELECT p.data::jsonb AS j) AS d
 WHERE NOT p.deleted
 """

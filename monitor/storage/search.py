@@ -264,19 +264,25 @@ class SearchMixin(StorageBase):
             if not ranked:
                 return []
             pmids = [p for p, _ in ranked]
-            snippets: dict[int, str] = {}
-            if ranking.snippets and text is not None:
-                snippets = (pgsearch.snippets(conn, text, pmids) if backend == "tsvector"
-                            else _snippets(conn, text, pmids))
-            if backend == "tsvector" and sort == "date" and text is not None:  # ranked after paging (see tiers)
-                by_pmid_score = pgsearch.scores(conn, text, pmids)
-                ranked = [(p, by_pmid_score.get(p, score)) for p, score in ranked]
             rows: list[Any] = []
             for chunk in chunks(pmids):
                 rows += conn.execute(paper_columns().where(papers.c.pmid.in_(chunk))).all()
             by_pmid = {p.article.pmid: p for p in hydrate(conn, rows)}
+            snippets: dict[int, str] = {}
+            if ranking.snippets and text is not None:
+                snippets = (_pg_snippets(conn, text, pmids, by_pmid) if backend == "tsvector"
+                            else _snippets(conn, text, pmids))
+            if backend == "tsvector" and sort == "date" and text is not None:  # ranked after paging (see tiers)
+                by_pmid_score = pgsearch.scores(conn, text, pmids)
+                ranked = [(p, by_pmid_score.get(p, score)) for p, score in ranked]
         return [SearchHit(by_pmid[str(pmid)], score if text is not None else None, snippets.get(pmid))
                 for pmid, score in ranked]
+
+
+def _pg_snippets(conn: Connection, text: TextNode, pmids: list[int], papers_by_pmid: dict[str, Any]) -> dict[int, str]:
+    """PostgreSQL's headlines for the hits, over their texts as written (the hydrated records')."""
+    rows = {p: search_row(papers_by_pmid[str(p)].article) for p in pmids}
+    return pgsearch.snippets(conn, text, pgsearch.snippet_texts(rows, text))
 
 
 def _snippets(conn: Connection, text: TextNode, pmids: list[int]) -> dict[int, str]:
