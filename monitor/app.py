@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` s
     from .search import SearchRequest
     from .storage import Storage
     from .tagging import Taxonomy
+    from .taxonomy import TagDef
     from .workbench import CheckReport, PreviewReport
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,14 @@ class App:
         from .tagging import load_taxonomy
 
         return load_taxonomy(self.config.tagging.taxonomy)
+
+    @functools.cached_property
+    def tag_names(self) -> tuple[TagDef, ...]:
+        """The taxonomy's tags as written (ids, labels, synonyms), without compiling its rules: what filters
+        need, read fast (`monitor search` starts without the tagger)."""
+        from .taxonomy import load_tag_names
+
+        return load_tag_names(self.config.tagging.taxonomy)
 
     def tagger(self) -> Tagger:
         """The tagger for the configured taxonomy (loading it: a broken taxonomy fails here)."""
@@ -236,8 +245,9 @@ class App:
         database, dates) and build the filter. Option names in messages are the CLI's."""
         from .search import CLI_NAMES, build_filter, tag_aliases
 
-        return build_filter(known_tags=self.taxonomy.ids, known_queries=self.known_query_names, names=CLI_NAMES,
-                            aliases=tag_aliases(self.taxonomy.tags.values()),
+        names = self.tag_names if (conditions or interventions or designs) else ()
+        return build_filter(known_tags=lambda kind: tuple(t.id for t in names if t.kind == kind),
+                            known_queries=self.known_query_names, names=CLI_NAMES, aliases=tag_aliases(names),
                             conditions=conditions, interventions=interventions, designs=designs,
                             query_names=query_names, since=since, until=until, date_field=date_field,
                             relevant_only=relevant_only, exclude_retracted=exclude_retracted)

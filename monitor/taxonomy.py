@@ -451,3 +451,25 @@ def _mesh_info(tags: Mapping[str, TagDef], lists: Mapping[str, tuple[str, ...]])
                       key in relevance["mesh_gut"], key in relevance["mesh_skin"])
         for key in sorted(set(mesh).union(*relevance.values()))
     }
+
+
+def load_tag_names(path: Path | str = DEFAULT_TAXONOMY) -> tuple[TagDef, ...]:
+    """The tags of a taxonomy file as written — ids, kinds, labels, MeSH headings, patterns, abbreviations —
+    without validating or compiling its rules: what filter values and labels need, at a fraction of the cost
+    of :func:`load_taxonomy` (which compiles every pattern). A malformed entry is skipped here; loading the
+    taxonomy for tagging reports it."""
+    path = Path(path)
+    raw, _ = load_toml(path, missing="the config's taxonomy setting names it", shown_as=path.name)
+    out = []
+    for section, kind in KIND_OF_SECTION.items():
+        tables = raw.get(section)
+        for tag_id, table in (tables.items() if isinstance(tables, dict) else ()):
+            if isinstance(table, dict):
+                out.append(TagDef(id=tag_id, kind=kind, label=str(table.get("label") or tag_id),
+                                  mesh=_strings(table.get("mesh")), patterns=_strings(table.get("patterns")),
+                                  abbreviations=_strings(table.get("abbreviations"))))
+    return tuple(out)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
