@@ -21,7 +21,6 @@ from .config import Config, Query, load_config, resolve_config_path
 from .errors import UsageError
 from .lease import CYCLE, DIGEST
 from .types import (
-    JobStatus,
     PaperFilter,
     QueryReport,
     QueryStatus,
@@ -267,6 +266,8 @@ class App:
 
     def status(self, runs: int = 5) -> StatusReport:
         """What `monitor status` shows, as one value."""
+        from .schedule import job_statuses
+
         store, config = self.store, self.config
         states = {s.name: s for s in store.all_query_states()}
         queries = tuple(QueryStatus(q.name, q.since, states.get(q.name),
@@ -277,26 +278,8 @@ class App:
             papers_with_withdrawn=store.count_papers(include_deleted=True),
             taxonomy_versions=tuple(sorted(store.taxonomy_versions().items(), key=lambda x: -x[1])),
             queries=queries, runs=tuple(store.recent_runs(runs)), timezone=config.schedule.timezone,
-            jobs=self._job_statuses(), leases=tuple(leases), real_now=SystemClock().now())
-
-    def _job_statuses(self) -> tuple[JobStatus, ...]:
-        from .schedule import next_fire_times, trigger_for
-
-        cfg, now = self.config.schedule, self.clock.now()
-        states = self.store.job_states()
-        out = []
-        for name, job in (("cycle", cfg.cycle), ("digest", cfg.digest if self.config.digest is not None else None)):
-            state = states.get(name)
-            if job is None:
-                out.append(JobStatus(name, None, state))
-            elif job.every_seconds is not None:
-                nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds) if state else None
-                out.append(JobStatus(name, job.describe(), state, every=True, next_fires=(nxt,) if nxt else (),
-                                     due_now=nxt is not None and nxt <= now))
-            else:
-                fires = tuple(next_fire_times(trigger_for(job, now), now, 3))
-                out.append(JobStatus(name, f"cron '{job.cron}'", state, next_fires=fires))
-        return tuple(out)
+            jobs=job_statuses(config.schedule, config.digest is not None, store.job_states(), self.clock.now()),
+            leases=tuple(leases), real_now=SystemClock().now())
 
     def web_app(self, feeds: Path | None = None) -> Flask:
         """The web app `monitor serve` runs (read-only): this app's store, taxonomy, queries and status,
