@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .cues import AIM, CONCLUSION
+from .cues import AIM, CONCLUSION, EXCLUSION, FUTURE
 from .types import TagInput
 
 __all__ = ["Document", "SentenceWeights", "build_document", "weigh_sentences"]
@@ -74,9 +74,10 @@ class Document:
     ``sections[i]`` is ``title``, ``keyword``, an NlmCategory (``OBJECTIVE``, ``METHODS`` …) or
     ``UNSTRUCTURED``; ``sources[i]`` is what evidence from the sentence says (``title``,
     ``abstract:METHODS``, ``abstract`` …; :func:`weigh_sentences` sets the role of an unstructured
-    sentence); ``cues[i]`` are the cue bits the scan found in it and ``weights[i]`` its base weight (both
-    filled in by the tagger). Columns rather than one object per sentence: a paper has a dozen sentences
-    and building an object for each cost more than the rest of cutting them."""
+    sentence); ``cues[i]`` are the cue bits the scan found in it, ``weights[i]`` its base weight and
+    ``context[i]`` whether it is context rather than the paper's own work (background, or "further studies
+    are needed"); the last three are filled in by the tagger. Columns rather than one object per sentence:
+    a paper has a dozen sentences and building an object for each cost more than the rest of cutting them."""
 
     text: str
     low: str
@@ -86,6 +87,7 @@ class Document:
     sources: list[str]
     weights: list[float]
     cues: list[int]
+    context: list[bool]
 
     def add(self, start: int, end: int, source: str, section: str) -> None:
         """Append a sentence (no weight or cues yet)."""
@@ -98,12 +100,16 @@ class Document:
 def build_document(paper: TagInput) -> Document:
     """Join title, abstract sections and keywords; cut into sentences."""
     pieces: list[str] = ["\n"]
-    doc = Document("", "", [], [], [], [], [], [])
+    doc = Document("", "", [], [], [], [], [], [], [])
     pos = 1
-    if paper.title:
-        doc.add(pos, pos + len(paper.title), "title", "title")
-        pieces += (paper.title, "\n\n")
-        pos += len(paper.title) + 2
+    title = paper.title
+    if title:
+        doc.starts.append(pos)
+        doc.ends.append(pos + len(title))
+        doc.sources.append("title")
+        doc.sections.append("title")
+        pieces += (title, "\n\n")
+        pos += len(title) + 2
     for text, label, category in paper.abstract:
         if not text:
             continue
@@ -127,6 +133,7 @@ def build_document(paper: TagInput) -> Document:
     n = len(doc.starts)
     doc.weights = [0.0] * n
     doc.cues = [0] * n
+    doc.context = [False] * n
     return doc
 
 
@@ -205,31 +212,47 @@ def _category_of_label(label: str) -> str | None:
     return None
 
 
-def weigh_sentences(doc: Document, w: SentenceWeights) -> None:
-    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source.
+def weigh_sentences(doc: Document, w: SentenceWeights) -> int:
+    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source;
+    return the cue bits of the paper's own sentences (not context, not exclusion criteria).
 
     A sentence of a labelled section, the title or a keyword weighs what its section weighs (other
     sections: the body weight). A run of unstructured sentences is read as an abstract: the aim
     sentence, what comes before it (background), the first sentence, conclusion sentences, the body.
-    Needs the sentences' cue bits (the aim and conclusion cues)."""
-    sections, sources, weights, cues = doc.sections, doc.sources, doc.weights, doc.cues
+    Background sentences, and abstract sentences saying further studies are needed, are context.
+    Needs the sentences' cue bits (the aim, conclusion and future-work cues)."""
+    sections, sources, weights, cues, context = doc.sections, doc.sources, doc.weights, doc.cues, doc.context
+    by_section, body = w.by_section, w.body
+    own = 0
     i, n = 0, len(sections)
     while i < n:
         section = sections[i]
-        if section != "UNSTRUCTURED":
-            weights[i] = w.aim if section == "BACKGROUND" and cues[i] & AIM else w.by_section.get(section, w.body)
-            i += 1
+        if section == "UNSTRUCTURED":
+            j = i + 1
+            while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
+                j += 1
+            own |= _weigh_unstructured(doc, i, j, w)
+            i = j
             continue
-        j = i + 1
-        while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
-            j += 1
-        _weigh_unstructured(doc, i, j, w)
-        i = j
+        c = cues[i]
+        if section == "BACKGROUND" and c & AIM:
+            weights[i], sources[i] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
+        else:
+            weights[i] = by_section.get(section, body)
+            if section == "BACKGROUND" or (c & FUTURE and section != "title" and section != "keyword"):
+                context[i] = True
+                i += 1
+                continue
+        if not c & EXCLUSION:
+            own |= c
+        i += 1
+    return own
 
 
-def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> None:
-    """Roles in the run ``i:j`` of unstructured sentences (one abstract without section labels)."""
-    sources, weights, cues = doc.sources, doc.weights, doc.cues
+def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> int:
+    """Roles in the run ``i:j`` of unstructured sentences (one abstract without section labels); returns
+    the cue bits of its own sentences."""
+    sources, weights, cues, context = doc.sources, doc.weights, doc.cues, doc.context
     aim_at = None
     for k in range(i, j):
         if cues[k] & AIM:
@@ -237,14 +260,23 @@ def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> No
             break
     if aim_at is not None and aim_at - i >= math.ceil(0.6 * (j - i)):
         aim_at = None  # a late "this article also reviews" does not make the abstract background
+    own = 0
     for k in range(i, j):
-        if cues[k] & AIM:
+        c = cues[k]
+        if c & AIM:
             weights[k], sources[k] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
         elif aim_at is not None and k < aim_at:
-            weights[k], sources[k] = w.before_aim, _ROLE_SOURCE["BACKGROUND"]
+            weights[k], sources[k], context[k] = w.before_aim, _ROLE_SOURCE["BACKGROUND"], True
+            continue
         elif k == i:
-            weights[k], sources[k] = w.first, _ROLE_SOURCE["BACKGROUND"]
-        elif cues[k] & CONCLUSION:
+            weights[k], sources[k], context[k] = w.first, _ROLE_SOURCE["BACKGROUND"], True
+            continue
+        elif c & CONCLUSION:
             weights[k], sources[k] = w.conclusion, _ROLE_SOURCE["CONCLUSIONS"]
         else:
             weights[k], sources[k] = w.body, _ROLE_SOURCE["UNASSIGNED"]
+        if c & FUTURE:
+            context[k] = True
+        elif not c & EXCLUSION:
+            own |= c
+    return own

@@ -562,10 +562,10 @@ def shipped() -> str:
 
 
 def test_version_is_file_version_plus_content_hash(tmp_path, tx):
-    assert tx.version.startswith("2025.1+")
+    assert tx.version.startswith("2026.1+")
     edited = shipped().replace("'dandruff'", "'dandruff', 'scalp flaking'")
     other = load_taxonomy(write(tmp_path, edited))
-    assert other.version != tx.version and other.version.startswith("2025.1+")
+    assert other.version != tx.version and other.version.startswith("2026.1+")
     assert load_taxonomy(write(tmp_path, shipped())).version == tx.version
 
 
@@ -591,7 +591,7 @@ def test_invalid_regex_names_file_and_key_path(tmp_path):
      "taxonomy.toml: conditions.vitiligo.patterns[0]: named groups"),
     ("patterns = ['vitiligo\\w*']", "patterns = 'vitiligo'",
      "taxonomy.toml: conditions.vitiligo.patterns: must be an array of strings"),
-    ('version = "2025.1"\n', "", "taxonomy.toml: version: is required"),
+    ('version = "2026.1"\n', "", "taxonomy.toml: version: is required"),
     ("[conditions.vitiligo]", "[conditions.Vitiligo]", "taxonomy.toml: conditions.Vitiligo: tag ids must be lowercase"),
     ("[conditions.vitiligo]", "[conditions.psoriasis_]\n[conditions.vitiligo]", "taxonomy.toml: conditions.psoriasis_.label"),
     ('abbreviations = ["HS"]', 'abbreviations = ["hs"]',
