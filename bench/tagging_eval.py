@@ -23,11 +23,12 @@ The ``other_skin`` label is not a product tag and is not scored.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def fit_calibration(points: Sequence[Scored], l2: float = 1.0) -> Calibration:
 def reliability(pairs: Sequence[tuple[float, bool]]) -> list[str]:
     """Rows of a reliability table: per score bin, how many records and how many of them are relevant."""
     rows = []
-    for lo, hi in zip(BINS, BINS[1:], strict=False):
+    for lo, hi in itertools.pairwise(BINS):
         inside = [rel for score, rel in pairs if lo <= score < hi]
         share = f"{sum(inside) / len(inside):.2f}" if inside else "–"
         rows.append(f"| {lo:.1f}–{min(hi, 1.0):.1f} | {len(inside)} | {sum(inside)} | {share} |")

@@ -89,7 +89,8 @@ class App:
     def publish(self, out: Path | None = None) -> PublishReport:
         """Regenerate the feeds from the store (into ``out``, else the configured folder)."""
         return publish_feeds(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
-                             queries=[q.name for q in self.config.queries], out=out)
+                             queries=[q.name for q in self.config.queries], out=out,
+                             min_relevance=self.config.tagging.min_relevance)
 
     def client(self, sleep: Callable[[float], None] | None = None) -> EntrezClient:
         client = EntrezClient(self.config.entrez) if sleep is None else EntrezClient(self.config.entrez, sleep=sleep)

@@ -268,7 +268,7 @@ def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> in
         elif aim_at is not None and k < aim_at:
             weights[k], sources[k], context[k] = w.before_aim, _ROLE_SOURCE["BACKGROUND"], True
             continue
-        elif k == i:
+        elif k == i and j - i > 1:  # the first of several sentences introduces; a lone one is the paper
             weights[k], sources[k], context[k] = w.first, _ROLE_SOURCE["BACKGROUND"], True
             continue
         elif c & CONCLUSION:

@@ -464,11 +464,11 @@ def _taxon_reason(t: TaxonMention, td: TagDef, rules: Rules, tally: Tally, provi
     for design in td.taxa_ignored_in:
         if design in provisional:
             return IGNORED_DESIGN.format(design=design.replace("_", " "))
-    absorbers = rules.absorbed_by.get(t.tag_id, ())
+    absorbers = () if t.cues & LIVE else rules.absorbed_by.get(t.tag_id, ())  # "live" strains are probiotics
     if absorbers and _inside_absorber(tally, absorbers, t.hit.start):
         return ABSORBED.format(tag=absorbers[0])
     for absorber in absorbers:
-        if absorber in tally.tags_in_sentence.get(t.sentence, ()) or (absorber in provisional and not t.cues & LIVE):
+        if absorber in tally.tags_in_sentence.get(t.sentence, ()) or absorber in provisional:
             return ABSORBED.format(tag=absorber)
     if t.strength == WEAK and not t.cues & INTERVENTION:
         if not any(c.tag_id in provisional and td.id in (c.first, c.second) for c in rules.combinations):
