@@ -29,6 +29,8 @@ from .config import Config, load_config, resolve_config_path
 from .cycle import Progress, summarize
 from .entrez import EntrezClient
 from .errors import MonitorError, UsageError
+from .explain import explain as explain_paper
+from .explain import render_text as render_explanation
 from .export import WRITERS
 from .feeds import PublishReport
 from .feeds import publish as publish_feeds
@@ -347,6 +349,24 @@ def retag(app: App) -> None:
     added = dict(changes.added)
     for tag_id in sorted(set(added) | set(removed)):
         click.echo(f"  {tag_id:<28} +{added.get(tag_id, 0):<6} -{removed.get(tag_id, 0)}")
+
+
+@cli.command()
+@click.argument("pmid")
+@click.pass_obj
+@handle_errors
+def explain(app: App, pmid: str) -> None:
+    """Why a stored paper got its tags and relevance score: the sentences behind each, and those discounted."""
+    if not pmid.isdigit() or len(pmid) > 9:
+        raise UsageError(f"{pmid!r} is not a PMID: give the number, e.g. `monitor explain 31234567`")
+    stored = app.store.paper(pmid)
+    if stored is None:
+        raise UsageError(f"PMID {pmid} is not stored: `monitor search` lists stored papers, "
+                         "`monitor run` fetches new ones")
+    click.echo(f"PMID {pmid}, tagged with taxonomy {app.taxonomy.version}")
+    if stored.tagging is not None and stored.tagging.taxonomy_version != app.taxonomy.version:
+        click.echo(f"(the stored tags come from taxonomy {stored.tagging.taxonomy_version}: run `monitor retag`)")
+    click.echo(render_explanation(explain_paper(stored.article, app.taxonomy)), nl=False)
 
 
 @cli.command()

@@ -610,6 +610,16 @@ class Storage:
             yield from found
             last = rows[-1].pmid
 
+    def paper(self, pmid: str) -> StoredPaper | None:
+        """One stored paper (withdrawn or not) with its queries and tagging; None when it is not stored."""
+        with self._tx("reading a paper") as conn:
+            rows = conn.execute(
+                sa.select(papers, paper_tagging.c.tagging, paper_tagging.c.taxonomy_version)
+                .select_from(papers.outerjoin(paper_tagging, paper_tagging.c.pmid == papers.c.pmid))
+                .where(papers.c.pmid == int(pmid))).all()
+            found = self._hydrate(conn, rows)
+        return found[0] if found else None
+
     def _hydrate(self, conn: Connection, rows: Sequence[Any]) -> list[StoredPaper]:
         """StoredPapers for ``papers`` rows joined with their tagging, in the order given."""
         links: dict[int, list[tuple[str, dt.datetime]]] = {}

@@ -197,7 +197,8 @@ class Tally:
 class Considered:
     """A mention the tagger looked at (kept only by :func:`analyse`): the tag id (or ``skin_side`` /
     ``gut_side``), the sentence (-1 for MeSH and publication types), the matched span (or ``text``), what
-    it earned, and ``reason`` — empty when it counted, else why it was discounted."""
+    it earned, and ``reason`` — empty when it counted, else why it was discounted. For MeSH headings and
+    publication types ``text`` is ``"MeSH: <descriptor>"`` or ``"publication type: <name>"``."""
 
     target: str
     sentence: int
@@ -297,15 +298,15 @@ def _run(paper: Article | TagInput, taxonomy: Taxonomy, probe: _Probe | None) ->
     if mesh_hits:
         _mesh_mentions(mesh_hits, taxonomy, tally, facts)
     if paper.publication_types:
-        _publication_type_mentions(paper, taxonomy, tally)
+        _publication_type_mentions(paper, taxonomy, tally, facts)
     if tally.taxa:
         _taxa(doc, taxonomy, tally, facts)
     if found.vocab_at:
         _vocabulary_mentions(doc, found, tally, facts)
     if tally.found:
         if found.paper_cues & SUBJECT_GROUP:
-            _subject_lists(doc, taxonomy, tally)
-        _combinations(doc, found, rules, tally)
+            _subject_lists(doc, taxonomy, tally, facts)
+        _combinations(doc, found, rules, tally, facts)
     final = _decide(tally.found, taxonomy.tags)
 
     skin_score = sum(v.weight for v in tally.skin.values())
@@ -381,6 +382,8 @@ def _text_mentions(doc: Document, matches: Sequence[Match], negated_at: set[int]
             hit = Hit(source, start, end)
             if kind == K_CONDITION:
                 _keep(tally.skin, si, weight, source, text[start:end])
+                if trace is not None:
+                    trace.append(Considered("skin_side", si, start, end, "", weight, ""))
             elif strength == WEAK or strength == STRAIN:
                 tally.taxa.append(TaxonMention(tag_id, si, weight, strength, cues, gut_rule, hit))
                 continue
@@ -531,27 +534,38 @@ def _mesh_mentions(mesh_hits: Sequence[MeshHit], taxonomy: Taxonomy, tally: Tall
             td = tags[tag_id]
             _add_mention(tally.found, tag_id, place, weight, STRONG, Hit("mesh", -1, -1, label), False)
             if facts.trace is not None:
-                facts.trace.append(Considered(tag_id, -1, -1, -1, label, weight, ""))
-            if td.kind == "condition":
-                _keep(tally.skin, place, weight, "mesh", label)
-            elif td.kind == "intervention" and _gut_route(GUT_RULES[td.gut_side], 0, facts):
-                _keep(tally.gut, place, weight, "mesh", label)
-        if mh.info.gut:
-            _keep(tally.gut, place, weight, "mesh", label)
-        if mh.info.skin:
-            _keep(tally.skin, place, weight, "mesh", label)
+                facts.trace.append(Considered(tag_id, -1, -1, -1, f"MeSH: {label}", weight, ""))
+            if td.kind == "condition" or mh.info.skin:
+                _side(tally.skin, "skin_side", place, weight, label, facts)
+            if (td.kind == "intervention" and _gut_route(GUT_RULES[td.gut_side], 0, facts)) or mh.info.gut:
+                _side(tally.gut, "gut_side", place, weight, label, facts)
+        if not mh.info.tags:
+            if mh.info.gut:
+                _side(tally.gut, "gut_side", place, weight, label, facts)
+            if mh.info.skin:
+                _side(tally.skin, "skin_side", place, weight, label, facts)
 
 
-def _publication_type_mentions(paper: TagInput, taxonomy: Taxonomy, tally: Tally) -> None:
+def _side(side: dict[Hashable, SideHit], target: str, place: Hashable, weight: float, label: str,
+          facts: _Paper) -> None:
+    """A MeSH heading on one side of relevance."""
+    _keep(side, place, weight, "mesh", label)
+    if facts.trace is not None:
+        facts.trace.append(Considered(target, -1, -1, -1, f"MeSH: {label}", weight, ""))
+
+
+def _publication_type_mentions(paper: TagInput, taxonomy: Taxonomy, tally: Tally, facts: _Paper) -> None:
     weight = taxonomy.scoring["publication_type"]
     for pt in paper.publication_types:  # (name, ui)
         name = pt[0]
         for tag_id in taxonomy.rules.pubtypes.get(name.casefold(), ()):
             _add_mention(tally.found, tag_id, ("pt", name), weight, STRONG,
                          Hit("publication_type", -1, -1, name), False)
+            if facts.trace is not None:
+                facts.trace.append(Considered(tag_id, -1, -1, -1, f"publication type: {name}", weight, ""))
 
 
-def _subject_lists(doc: Document, taxonomy: Taxonomy, tally: Tally) -> None:
+def _subject_lists(doc: Document, taxonomy: Taxonomy, tally: Tally, facts: _Paper) -> None:
     """Lists of subjects: in a paper whose title or aim names a group of diseases, a sentence naming
     several conditions lists its subjects (in a review, so does a sentence that names the group and
     several conditions): each of them counts at least ``subject_list`` there, also in a background
@@ -578,9 +592,11 @@ def _subject_lists(doc: Document, taxonomy: Taxonomy, tally: Tally) -> None:
             slot.context = False
             if slot.weight < floor:
                 slot.weight = slot.strong_weight = floor
+            if facts.trace is not None and slot.hit is not None:
+                facts.trace.append(Considered(tag_id, si, slot.hit.start, slot.hit.end, "", slot.weight, ""))
 
 
-def _combinations(doc: Document, found: Scan, rules: Rules, tally: Tally) -> None:
+def _combinations(doc: Document, found: Scan, rules: Rules, tally: Tally, facts: _Paper) -> None:
     """Combination tags (synbiotics): both components given together in one sentence, joined by a
     combination word between them (or wherever, when a component was only named by a taxon)."""
     mentions = tally.found
@@ -596,6 +612,11 @@ def _combinations(doc: Document, found: Scan, rules: Rules, tally: Tally) -> Non
             weight = min(mentions[a][si].weight, mentions[b][si].weight)
             _add_mention(mentions, combo.tag_id, si, weight, STRONG, Hit(doc.sources[si], doc.starts[si], doc.ends[si]),
                          doc.context[si])
+            if facts.trace is not None:
+                for part in (a, b):
+                    hit = mentions[part][si].hit
+                    if hit is not None:
+                        facts.trace.append(Considered(combo.tag_id, si, hit.start, hit.end, "", weight, ""))
 
 
 def _joined(first: Sequence[int], second: Sequence[int], words: Sequence[int]) -> bool:
