@@ -88,6 +88,8 @@ class Document:
     weights: list[float]
     cues: list[int]
     context: list[bool]
+    own_cues: int = 0  # cue bits of the paper's own sentences (not context, not exclusion criteria)
+    done_cues: int = 0  # the same without conclusion sentences: what the paper did, not what it suggests
 
     def add(self, start: int, end: int, source: str, section: str) -> None:
         """Append a sentence (no weight or cues yet)."""
@@ -212,9 +214,9 @@ def _category_of_label(label: str) -> str | None:
     return None
 
 
-def weigh_sentences(doc: Document, w: SentenceWeights) -> int:
+def weigh_sentences(doc: Document, w: SentenceWeights) -> None:
     """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source;
-    return the cue bits of the paper's own sentences (not context, not exclusion criteria).
+    set the document's ``own_cues`` and ``done_cues``.
 
     A sentence of a labelled section, the title or a keyword weighs what its section weighs (other
     sections: the body weight). A run of unstructured sentences is read as an abstract: the aim
@@ -223,7 +225,7 @@ def weigh_sentences(doc: Document, w: SentenceWeights) -> int:
     Needs the sentences' cue bits (the aim, conclusion and future-work cues)."""
     sections, sources, weights, cues, context = doc.sections, doc.sources, doc.weights, doc.cues, doc.context
     by_section, body = w.by_section, w.body
-    own = 0
+    own = done = 0
     i, n = 0, len(sections)
     while i < n:
         section = sections[i]
@@ -231,7 +233,8 @@ def weigh_sentences(doc: Document, w: SentenceWeights) -> int:
             j = i + 1
             while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
                 j += 1
-            own |= _weigh_unstructured(doc, i, j, w)
+            run_own, run_done = _weigh_unstructured(doc, i, j, w)
+            own, done = own | run_own, done | run_done
             i = j
             continue
         c = cues[i]
@@ -245,13 +248,15 @@ def weigh_sentences(doc: Document, w: SentenceWeights) -> int:
                 continue
         if not c & EXCLUSION:
             own |= c
+            if section != "CONCLUSIONS":
+                done |= c
         i += 1
-    return own
+    doc.own_cues, doc.done_cues = own, done
 
 
-def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> int:
+def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> tuple[int, int]:
     """Roles in the run ``i:j`` of unstructured sentences (one abstract without section labels); returns
-    the cue bits of its own sentences."""
+    the cue bits of its own sentences, and of those that are not conclusions."""
     sources, weights, cues, context = doc.sources, doc.weights, doc.cues, doc.context
     aim_at = None
     for k in range(i, j):
@@ -260,7 +265,7 @@ def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> in
             break
     if aim_at is not None and aim_at - i >= math.ceil(0.6 * (j - i)):
         aim_at = None  # a late "this article also reviews" does not make the abstract background
-    own = 0
+    own = done = 0
     for k in range(i, j):
         c = cues[k]
         if c & AIM:
@@ -273,10 +278,15 @@ def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> in
             continue
         elif c & CONCLUSION:
             weights[k], sources[k] = w.conclusion, _ROLE_SOURCE["CONCLUSIONS"]
+            if not c & (FUTURE | EXCLUSION):
+                own |= c
+            context[k] = bool(c & FUTURE)
+            continue
         else:
             weights[k], sources[k] = w.body, _ROLE_SOURCE["UNASSIGNED"]
         if c & FUTURE:
             context[k] = True
         elif not c & EXCLUSION:
             own |= c
-    return own
+            done |= c
+    return own, done

@@ -111,6 +111,8 @@ NOT_ORAL = "not taken by mouth (applied to the skin, or a blood level)"
 BLOOD_LEVEL = "a blood level, not intake"
 OTHER_MICROBIOME = "an unqualified microbiome in a paper about the skin's or another organ's microbiome"
 FUTURE_ONLY = "future work or a recommendation, not what the paper did"
+SUGGESTED_ONLY = "intake suggested by the conclusions only; the paper gave or measured no intake"
+_CONCLUSIONS = "abstract:CONCLUSIONS"
 CONTEXT_ONLY = "named only in background or future-work sentences"
 PASSING = "passing mention: score {score:g} below {minimum:g}"
 YIELDS = "generic words only; yields to {tags}"
@@ -237,11 +239,13 @@ class Analysis:
 
 @dataclass(slots=True)
 class _Paper:
-    """Per-paper facts the rules need: route cues of the title and of the paper's own (non-context)
-    sentences, every cue of the paper, and the trace (None unless explaining)."""
+    """Per-paper facts the rules need: route cues of the title, of the paper's own (non-context)
+    sentences and of those that say what it did (not its conclusions), every cue of the paper, and the
+    trace (None unless explaining)."""
 
     title_cues: int
     own_cues: int
+    done_cues: int
     paper_cues: int
     trace: list[Considered] | None = field(default=None)
 
@@ -282,10 +286,10 @@ def _run(paper: Article | TagInput, taxonomy: Taxonomy, probe: _Probe | None) ->
     rules = taxonomy.rules
     doc = build_document(paper)
     found = scan(doc, rules)
-    own_cues = weigh_sentences(doc, rules.sentence_weights)
+    weigh_sentences(doc, rules.sentence_weights)
     mesh_hits, mesh_cues = _mesh_hits(paper, rules)
-    facts = _Paper(doc.cues[0] if doc.sections and doc.sections[0] == "title" else 0,
-                   own_cues | mesh_cues, found.paper_cues | mesh_cues, probe.considered if probe else None)
+    facts = _Paper(doc.cues[0] if doc.sections and doc.sections[0] == "title" else 0, doc.own_cues | mesh_cues,
+                   doc.done_cues | mesh_cues, found.paper_cues | mesh_cues, probe.considered if probe else None)
     matches = found.matches
     if "(" in doc.text:
         extra = abbreviation_matches(doc.text, matches, rules)
@@ -437,7 +441,12 @@ def _gut_side(tally: Tally, si: int, weight: float, cues: int, gut_rule: int, hi
     """An intervention mention on the gut side of relevance, if its gut_side rule and route allow it."""
     if gut_rule == GUT_NEVER:
         return
-    reason = FUTURE_ONLY if cues & FUTURE else ("" if _gut_route(gut_rule, cues, facts) else NOT_ORAL)
+    if cues & FUTURE:
+        reason = FUTURE_ONLY
+    elif hit.source == _CONCLUSIONS and gut_rule != GUT_ALWAYS and not facts.done_cues & ORAL:
+        reason = SUGGESTED_ONLY
+    else:
+        reason = "" if _gut_route(gut_rule, cues, facts) else NOT_ORAL
     if facts.trace is not None:
         facts.trace.append(Considered("gut_side", si, hit.start, hit.end, "", 0.0 if reason else weight, reason))
     if not reason:
@@ -485,6 +494,8 @@ def _vocabulary_mentions(doc: Document, found: Scan, tally: Tally, facts: _Paper
     for (bit, si), (v_start, v_end) in found.vocab_at.items():
         cues, weight, source = doc.cues[si], doc.weights[si], doc.sources[si]
         reason = _vocabulary_reason(bit, cues, facts.paper_cues)
+        if not reason and bit == DIET and source == _CONCLUSIONS and not facts.done_cues & (ORAL | DIET):
+            reason = SUGGESTED_ONLY
         side = tally.skin if bit == SKIN or bit == SKIN_MICROBIOME else tally.gut
         if bit not in (SKIN, SKIN_MICROBIOME, GUT, DIET):
             weight *= 0.5  # gut_weak: an unqualified "microbiome"
@@ -656,10 +667,10 @@ def _gut_route(rule: int, cues: int, facts: _Paper) -> bool:
         if cues & TOPICAL:
             return False
         return not (facts.title_cues & TOPICAL and not facts.own_cues & ORAL)
-    # if_oral: an oral mention, or an unqualified one in a paper that speaks of oral use and never topical
+    # if_oral: an oral mention, or an unqualified one in a paper whose work is oral use and never topical
     if cues & (TOPICAL | BLOOD):
         return False
-    return bool(facts.own_cues & ORAL) and not facts.paper_cues & TOPICAL
+    return bool(facts.done_cues & ORAL) and not facts.paper_cues & TOPICAL
 
 
 # ──────────────────────────────────────────── decisions ─────────────────────────────────────────────────

@@ -280,3 +280,23 @@ def test_analysis_explains_each_discount(tx):
     reasons = {c.reason for c in a.considered if c.target == "probiotics"}
     assert reasons == {"inside exclusion criteria"}
     assert all(c.weight == 0.0 for c in a.considered if c.reason)
+
+
+@pytest.mark.parametrize("conclusion", [
+    "Zinc supplementation may be beneficial for these patients.",
+    "Oral zinc could help patients with low levels.",
+    "These results support dietary zinc intake in acne.",
+])
+def test_serum_level_study_with_an_intake_implication_is_not_relevant(tx, conclusion):
+    t = run(paper("Serum zinc in acne vulgaris", sections=(
+        ("METHODS", "Serum zinc was measured in 60 patients with acne and 60 controls."),
+        ("RESULTS", "Zinc levels were lower in patients with severe acne."),
+        ("CONCLUSIONS", conclusion))), tx)
+    assert "zinc" in t.interventions and not t.gut_skin_relevant
+
+
+def test_trial_whose_methods_give_the_nutrient_by_mouth_stays_relevant(tx):
+    t = run(paper("Zinc in acne vulgaris", sections=(
+        ("METHODS", "Patients took zinc gluconate capsules daily for 12 weeks."),
+        ("CONCLUSIONS", "Oral zinc reduced inflammatory lesions."))), tx)
+    assert t.gut_skin_relevant
