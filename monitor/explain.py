@@ -104,10 +104,10 @@ def _tag_finding(verdict: Verdict, considered: Sequence[Considered], a: Analysis
 
 def _side_finding(name: str, considered: Sequence[Considered], score: float, doc: Document,
                   taxonomy: Taxonomy) -> Finding:
-    label = "skin side (skin disease or skin vocabulary)" if name == "skin_side" else (
-        "gut side (gut, microbiome, oral diet or nutrition, gut-targeted treatment)")
+    label = "skin disease or skin words" if name == "skin_side" else (
+        "gut, gut microbiome, oral diet or nutrition, gut-targeted treatment")
     caused, discounted = _quotes(considered, doc, counted_if_given=True)
-    summary = f"score {score:.2f} (scale {taxonomy.relevance_scale:g}: each side is 1 − e^(−score/scale))"
+    summary = f"score {score:.2f}"
     return Finding(name, label, "relevance", score > 0.0, score, summary, caused, discounted)
 
 
@@ -163,24 +163,28 @@ def _marked(doc: Document, si: int, spans: Sequence[tuple[int, int]]) -> str:
     return " ".join("".join(out).split())
 
 
-def render_text(e: Explanation, *, width: int = 100) -> str:
-    """Plain text: relevance with both sides, then every tag given, then the tags considered but not given."""
+def render_text(e: Explanation, *, width: int = 100, causes: int = 3) -> str:
+    """Plain text: relevance with both sides, then every tag given, then the tags considered but not given;
+    at most ``causes`` causing sentences per finding (the strongest; the rest are counted), every
+    discounted one."""
     verdict = "gut–skin relevant" if e.relevant else "not gut–skin relevant"
     lines = [e.title or "(no title)", "",
              f"Relevance {e.relevance:.2f}: {verdict} (threshold {e.threshold:g}; raw score {e.raw_relevance:.2f})"]
     for side in e.sides:
-        lines += _finding_lines(side, width)
+        lines += _finding_lines(side, width, causes)
     for heading, group in (("Tags given", e.given), ("Considered, not given", e.not_given)):
         lines += ["", f"{heading}:"] if group else []
         for f in group:
-            lines += _finding_lines(f, width)
+            lines += _finding_lines(f, width, causes)
     return "\n".join(lines) + "\n"
 
 
-def _finding_lines(f: Finding, width: int) -> list[str]:
-    lines = ["", f"  {f.name} ({f.kind}: {f.label}) — {f.summary}"]
-    for q in f.caused_by:
+def _finding_lines(f: Finding, width: int, causes: int) -> list[str]:
+    lines = ["", f"  {f.name} ({f.label}) — {f.summary}"]
+    for q in f.caused_by[:causes]:
         lines += _wrap(f"+ [{q.source}, {q.weight:g}] {q.text}", width, "    ")
+    if len(f.caused_by) > causes:
+        lines.append(f"    + … and {len(f.caused_by) - causes} more")
     for q in f.discounted:
         lines += _wrap(f"- [{q.source}; {q.note}] {q.text}", width, "    ")
     return lines

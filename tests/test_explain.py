@@ -92,7 +92,7 @@ def test_plain_text_rendering(tx):
     text = render_text(explain(trial(), tx))
     assert text.startswith("Oral zinc for adults with rosacea: a randomised trial\n")
     assert "Relevance " in text and "Tags given:" in text and "Considered, not given:" in text
-    assert "  zinc (intervention: Zinc) — given: score" in text
+    assert "  zinc (Zinc) — given: score" in text
     flat = " ".join(text.split())
     assert "- [abstract:METHODS; inside exclusion criteria] Patients who had used «antibiotics» were excluded." in flat
     assert all(len(line) <= 100 for line in text.splitlines() if line.startswith("    "))
