@@ -100,7 +100,7 @@ _REVIEWS = frozenset({"review", "systematic_review", "meta_analysis"})  # design
 # Why a mention did not count (explanations show these).
 NEGATED = "negated"
 EXCLUDED = "inside exclusion criteria"
-ADVERSE_LIST = "an adverse event, not a studied condition"
+ADVERSE_LIST = "an adverse event, not what the paper studies"
 CONFOUNDER_LIST = "a confounder adjusted for, not a studied exposure"
 NOT_GIVEN = "a taxon the sentence does not say was given"
 COMPOSITION_FINDING = "a taxon found by a microbiome-composition analysis"
@@ -509,10 +509,12 @@ def _vocabulary_mentions(doc: Document, found: Scan, tally: Tally, facts: _Paper
 def _vocabulary_reason(bit: int, cues: int, paper_cues: int) -> str:
     if cues & EXCLUSION:
         return EXCLUDED
+    if cues & ADVERSE:  # "constipation and rash were the adverse events"
+        return ADVERSE_LIST
     if cues & FUTURE and bit != SKIN and bit != SKIN_MICROBIOME:
         return FUTURE_ONLY
     if bit == SKIN or bit == SKIN_MICROBIOME:
-        return ADVERSE_LIST if cues & ADVERSE else ""
+        return ""
     if bit == GUT:
         return ""
     if bit == DIET:

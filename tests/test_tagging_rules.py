@@ -300,3 +300,10 @@ def test_trial_whose_methods_give_the_nutrient_by_mouth_stays_relevant(tx):
         ("METHODS", "Patients took zinc gluconate capsules daily for 12 weeks."),
         ("CONCLUSIONS", "Oral zinc reduced inflammatory lesions."))), tx)
     assert t.gut_skin_relevant
+
+
+def test_skin_study_with_gut_only_as_adverse_event_is_not_relevant(tx):
+    t = run(paper("Oral antihistamine for chronic pruritus", sections=(
+        ("METHODS", "Adults with chronic pruritus took the drug for 8 weeks."),
+        ("RESULTS", "Itch fell; drowsiness and constipation were the common adverse events."))), tx)
+    assert not t.gut_skin_relevant
