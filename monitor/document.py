@@ -91,13 +91,6 @@ class Document:
     own_cues: int = 0  # cue bits of the paper's own sentences (not context, not exclusion criteria)
     done_cues: int = 0  # the same without conclusion sentences: what the paper did, not what it suggests
 
-    def add(self, start: int, end: int, source: str, section: str) -> None:
-        """Append a sentence (no weight or cues yet)."""
-        self.starts.append(start)
-        self.ends.append(end)
-        self.sources.append(source)
-        self.sections.append(section)
-
 
 def build_document(paper: TagInput) -> Document:
     """Join title, abstract sections and keywords; cut into sentences."""
@@ -120,7 +113,10 @@ def build_document(paper: TagInput) -> Document:
         pos += len(text) + 2
     for kw in paper.keywords:
         if kw.strip():
-            doc.add(pos, pos + len(kw), "keyword", "keyword")
+            doc.starts.append(pos)
+            doc.ends.append(pos + len(kw))
+            doc.sources.append("keyword")
+            doc.sections.append("keyword")
             pieces += (kw, "\n\n")
             pos += len(kw) + 2
     joined = "".join(pieces)
@@ -180,7 +176,10 @@ def _abstract_sentences(text: str, label: str | None, category: str | None, pos:
             if h:
                 section, source, s = _heading_section(h)
     if s < len(text):
-        doc.add(pos + s, pos + len(text), source, section)
+        starts.append(pos + s)
+        ends.append(pos + len(text))
+        sources.append(source)
+        sections.append(section)
 
 
 def _heading_section(h: re.Match[str]) -> tuple[str, str, int]:

@@ -172,7 +172,10 @@ def _abbreviation_definitions(doc: str, matches: list[Match],
     starts = [m.start for m in matches]
     defined: dict[str, tuple[TagAction, ...]] = {}
     def_spans: set[int] = set()
-    for m in _ABBR_DEF.finditer(doc):
+    for site in _definition_sites(doc, matches):
+        m = _ABBR_DEF.match(doc, site)
+        if m is None:
+            continue
         abbr = m.group(1)
         if abbr in defined or len(abbr) > _ABBR_MAX:
             continue
@@ -188,6 +191,19 @@ def _abbreviation_definitions(doc: str, matches: list[Match],
             defined[abbr] = tuple(found)
             def_spans.add(m.start(1))
     return defined, def_spans
+
+
+def _definition_sites(doc: str, matches: list[Match]) -> list[int]:
+    """Where a definition can attach to a match: every "(" from the end of a match to the reach of its
+    start (brackets elsewhere, "(95% CI)", "(OR)", cannot define a tag's abbreviation), in text order."""
+    sites: set[int] = set()
+    for x in matches:
+        limit = max(x.start + _ABBR_REACH, x.end) + 16  # a little beyond the reach: spaces before "("
+        i = doc.find("(", x.end, limit)
+        while i >= 0:
+            sites.add(i)
+            i = doc.find("(", i + 1, limit)
+    return sorted(sites)
 
 
 def _matches_before(matches: list[Match], starts: list[int], k: int) -> list[Match]:
