@@ -195,6 +195,10 @@ def test_named_strain_given_by_mouth_is_a_probiotic(tx):
      "digestive_enzymes"),
     ("Adults with eczema took a tyndallized Lactobacillus preparation daily.", "postbiotics"),
     ("A paraprobiotic made of inactivated lactic acid bacteria was given to adults with acne.", "postbiotics"),
+    ("Patients with psoriasis underwent washed microbiota transplantation three times.",
+     "fecal_microbiota_transplant"),
+    ("Adults with urticaria followed a diet low in histamine for four weeks.", "elimination_diet"),
+    ("Ultra-processed food intake was recorded in 400 adolescents with acne.", "dietary_pattern"),
 ])
 def test_thin_tags_are_found(tx, text, tag_id):
     assert tag_id in run(paper("A trial in skin disease", sections=(("METHODS", text),)), tx).interventions
