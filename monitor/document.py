@@ -222,35 +222,54 @@ def weigh_sentences(doc: Document, w: SentenceWeights) -> None:
     sentence, what comes before it (background), the first sentence, conclusion sentences, the body.
     Background sentences, and abstract sentences saying further studies are needed, are context.
     Needs the sentences' cue bits (the aim, conclusion and future-work cues)."""
-    sections, sources, weights, cues, context = doc.sections, doc.sources, doc.weights, doc.cues, doc.context
-    by_section, body = w.by_section, w.body
+    sections, sources = doc.sections, doc.sources
     own = done = 0
     i, n = 0, len(sections)
     while i < n:
         section = sections[i]
+        j = i + 1
         if section == "UNSTRUCTURED":
-            j = i + 1
             while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
                 j += 1
             run_own, run_done = _weigh_unstructured(doc, i, j, w)
-            own, done = own | run_own, done | run_done
-            i = j
-            continue
-        c = cues[i]
-        if section == "BACKGROUND" and c & AIM:
-            weights[i], sources[i] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
         else:
-            weights[i] = by_section.get(section, body)
+            while j < n and sections[j] == section:
+                j += 1
+            run_own, run_done = _weigh_labelled(doc, i, j, section, w)
+        own, done = own | run_own, done | run_done
+        i = j
+    doc.own_cues, doc.done_cues = own, done
+
+
+def _weigh_labelled(doc: Document, i: int, j: int, section: str, w: SentenceWeights) -> tuple[int, int]:
+    """Weights and context of the run ``i:j`` of one labelled section (or the title, or keywords);
+    returns the cue bits of its own sentences, and of those that are not conclusions."""
+    cues, weights, context = doc.cues, doc.weights, doc.context
+    run = 0
+    for c in cues[i:j]:
+        run |= c
+    weight = w.by_section.get(section, w.body)
+    if not run & (AIM | FUTURE | EXCLUSION):  # the common case: one weight, one role for the whole run
+        weights[i:j] = [weight] * (j - i)
+        if section == "BACKGROUND":
+            context[i:j] = [True] * (j - i)
+            return 0, 0
+        return run, (run if section != "CONCLUSIONS" else 0)
+    own = done = 0
+    for k in range(i, j):
+        c = cues[k]
+        if section == "BACKGROUND" and c & AIM:
+            weights[k], doc.sources[k] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
+        else:
+            weights[k] = weight
             if section == "BACKGROUND" or (c & FUTURE and section != "title" and section != "keyword"):
-                context[i] = True
-                i += 1
+                context[k] = True
                 continue
         if not c & EXCLUSION:
             own |= c
             if section != "CONCLUSIONS":
                 done |= c
-        i += 1
-    doc.own_cues, doc.done_cues = own, done
+    return own, done
 
 
 def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> tuple[int, int]:
