@@ -281,6 +281,7 @@ class _Probe:
 
 
 def _run(paper: Article | TagInput, taxonomy: Taxonomy, probe: _Probe | None) -> Tagging:
+    """The steps of the module docstring, in order; ``probe`` (explanations only) keeps what they saw."""
     if isinstance(paper, Article):
         paper = TagInput.of(paper)
     rules = taxonomy.rules
