@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` s
     from .cycle import Cycle, Progress
     from .digest import Digest, DigestReport, Vocabulary
     from .entrez import EntrezClient
+    from .explain import Explanation
     from .feeds import PublishReport
     from .lease import Lease
     from .scheduler import Daemon
@@ -164,7 +165,8 @@ class App:
         from .feeds import publish
 
         return publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
-                       queries=[q.name for q in self.config.queries], out=out)
+                       queries=[q.name for q in self.config.queries], out=out,
+                       min_relevance=self.config.tagging.min_relevance)
 
     def select_queries(self, names: Sequence[str]) -> list[Query]:
         """The configured queries named (each once, in the order given), or all of them."""
@@ -231,6 +233,13 @@ class App:
                        sample=sample)
 
     # ---------------------------------------------------------------- reading
+
+    def explain(self, pmid: str) -> tuple[Explanation, str | None]:
+        """Why a stored paper has its tags (with the current taxonomy), and a note when the stored tags come
+        from another taxonomy version."""
+        from .explain import checked_pmid, explain_stored
+
+        return explain_stored(pmid, self.store.paper(checked_pmid(pmid)), self.taxonomy)
 
     def retag(self, progress: Callable[[int], None] | None = None) -> TagChanges:
         """Tag every stored paper again with the current taxonomy."""

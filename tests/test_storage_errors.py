@@ -54,6 +54,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "count_papers": lambda s: s.count_papers(),
     "iter_papers": lambda s: list(s.iter_papers()),
     "events": lambda s: s.events(),
+    "paper": lambda s: s.paper("1"),
     "linked_query_names": lambda s: s.linked_query_names(),
     "linked_pmids": lambda s: s.linked_pmids("q"),
     "status_changes": lambda s: s.status_changes(),
