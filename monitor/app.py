@@ -293,13 +293,15 @@ class App:
     def web_app(self, feeds: Path | None = None) -> Flask:
         """The web app `monitor serve` runs (read-only): this app's store, taxonomy, queries and status,
         and the feed folder (``feeds``, else the configured one)."""
+        from .explain import explain_stored
         from .web import Labels, WebContext, create_app
 
-        self.taxonomy  # noqa: B018 - a broken taxonomy fails here, before the server starts
-        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(self.taxonomy),
+        taxonomy = self.taxonomy  # a broken taxonomy fails here, before the server starts
+        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(taxonomy),
                          query_names=tuple(q.name for q in self.config.queries), known_queries=self.known_query_names,
                          feeds=feeds or self.config.feeds.out, status=self.status,
-                         today=lambda: self.clock.now().date(), title=self.config.feeds.title)
+                         today=lambda: self.clock.now().date(), title=self.config.feeds.title,
+                         explain=lambda paper: explain_stored(paper.article.pmid, paper, taxonomy))
         return create_app(ctx)
 
     # ---------------------------------------------------------------- the digest

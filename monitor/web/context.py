@@ -14,7 +14,9 @@ from ..interfaces import BrowseStore
 from ..types import StatusReport
 
 if TYPE_CHECKING:
+    from ..explain import Explanation
     from ..tagging import Taxonomy
+    from ..types import StoredPaper
 
 KINDS = ("condition", "intervention", "design")
 
@@ -58,3 +60,5 @@ class WebContext:
     status: Callable[[], StatusReport]
     today: Callable[[], dt.date]
     title: str = "Gut–skin literature monitor"
+    # why a paper has its tags under the current taxonomy, and a note when its stored tags are older
+    explain: Callable[[StoredPaper], tuple[Explanation, str | None]] | None = None
