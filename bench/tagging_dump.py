@@ -3,7 +3,7 @@ can be compared byte for byte (``cmp before.jsonl after.jsonl``).
 
 Tags every article in ``tests/data/efetch`` (real PubMed records, parsed with :mod:`monitor.pubmed`, in
 file order, duplicates included) and every row of the labelled sets (``tests/data/tagging/labelled.jsonl``
-and, when present, ``../shared/tagging-dev/dev.jsonl`` and ``dev2.jsonl``). Each record is tagged twice:
+and ``dev2.jsonl``, copies of ``../shared/tagging-dev/dev.jsonl`` and ``dev2.jsonl``). Each record is tagged twice:
 from the parsed article and from its stored tag input decoded the way ``monitor retag`` decodes it (JSON
 arrays as lists), so both paths are covered. A line is ``{"id": …, "path": "article"|"stored", "tagging":
 …}`` with the tagging as stored (its JSON without ``taxonomy_version``, which changes with any edit of
@@ -31,10 +31,9 @@ from monitor import pubmed  # noqa: E402 - after the sys.path line
 from monitor.storage.tags import decode_tag_input, tag_input_json  # noqa: E402
 from monitor.tagging import DEFAULT_TAXONOMY, Taxonomy, load_taxonomy, tag  # noqa: E402
 from monitor.types import Article, Tagging  # noqa: E402
-from tests.tagging_data import LABELLED, row_to_article  # noqa: E402
+from tests.tagging_data import DEV2, LABELLED, row_to_article  # noqa: E402
 
-DEV = ROOT.parent / "shared" / "tagging-dev"
-LABELLED_SETS = (LABELLED, DEV / "dev.jsonl", DEV / "dev2.jsonl")
+LABELLED_SETS = (LABELLED, DEV2)
 
 
 def corpus() -> Iterator[tuple[str, Article]]:

@@ -21,7 +21,6 @@ from .config import Config, Query, load_config, resolve_config_path
 from .errors import UsageError
 from .lease import CYCLE, DIGEST
 from .types import (
-    JobStatus,
     PaperFilter,
     QueryReport,
     QueryStatus,
@@ -40,12 +39,14 @@ if TYPE_CHECKING:  # imported when used: `monitor --help` and `monitor search` s
     from .cycle import Cycle, Progress
     from .digest import Digest, DigestReport, Vocabulary
     from .entrez import EntrezClient
+    from .explain import Explanation
     from .feeds import PublishReport
     from .lease import Lease
     from .scheduler import Daemon
     from .search import SearchRequest
     from .storage import Storage
     from .tagging import Taxonomy
+    from .taxonomy import TagDef
     from .workbench import CheckReport, PreviewReport
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,14 @@ class App:
 
         return load_taxonomy(self.config.tagging.taxonomy)
 
+    @functools.cached_property
+    def tag_names(self) -> tuple[TagDef, ...]:
+        """The taxonomy's tags as written (ids, labels, synonyms), without compiling its rules: what filters
+        need, read fast (`monitor search` starts without the tagger)."""
+        from .taxonomy import load_tag_names
+
+        return load_tag_names(self.config.tagging.taxonomy)
+
     def tagger(self) -> Tagger:
         """The tagger for the configured taxonomy (loading it: a broken taxonomy fails here)."""
         from .tagging import tag
@@ -168,7 +177,8 @@ class App:
         from .feeds import publish
 
         report = publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
-                         queries=[q.name for q in self.config.queries], out=out)
+                         queries=[q.name for q in self.config.queries], out=out,
+                         min_relevance=self.config.tagging.min_relevance)
         if self.shares_documents:
             sync_folder(report.write.out, self.store)
         return report
@@ -239,6 +249,13 @@ class App:
 
     # ---------------------------------------------------------------- reading
 
+    def explain(self, pmid: str) -> tuple[Explanation, str | None]:
+        """Why a stored paper has its tags (with the current taxonomy), and a note when the stored tags come
+        from another taxonomy version."""
+        from .explain import checked_pmid, explain_stored
+
+        return explain_stored(pmid, self.store.paper(checked_pmid(pmid)), self.taxonomy)
+
     def retag(self, progress: Callable[[int], None] | None = None) -> TagChanges:
         """Tag every stored paper again with the current taxonomy."""
         return self.store.retag(self.tagger(), progress=progress)
@@ -251,8 +268,9 @@ class App:
         database, dates) and build the filter. Option names in messages are the CLI's."""
         from .search import CLI_NAMES, build_filter, tag_aliases
 
-        return build_filter(known_tags=self.taxonomy.ids, known_queries=self.known_query_names, names=CLI_NAMES,
-                            aliases=tag_aliases(self.taxonomy.tags.values()),
+        names = self.tag_names if (conditions or interventions or designs) else ()
+        return build_filter(known_tags=lambda kind: tuple(t.id for t in names if t.kind == kind),
+                            known_queries=self.known_query_names, names=CLI_NAMES, aliases=tag_aliases(names),
                             conditions=conditions, interventions=interventions, designs=designs,
                             query_names=query_names, since=since, until=until, date_field=date_field,
                             relevant_only=relevant_only, exclude_retracted=exclude_retracted)
@@ -272,6 +290,8 @@ class App:
 
     def status(self, runs: int = 5) -> StatusReport:
         """What `monitor status` shows, as one value."""
+        from .schedule import job_statuses
+
         store, config = self.store, self.config
         states = {s.name: s for s in store.all_query_states()}
         queries = tuple(QueryStatus(q.name, q.since, states.get(q.name),
@@ -282,38 +302,22 @@ class App:
             papers_with_withdrawn=store.count_papers(include_deleted=True),
             taxonomy_versions=tuple(sorted(store.taxonomy_versions().items(), key=lambda x: -x[1])),
             queries=queries, runs=tuple(store.recent_runs(runs)), timezone=config.schedule.timezone,
-            jobs=self._job_statuses(), leases=tuple(leases), real_now=SystemClock().now())
-
-    def _job_statuses(self) -> tuple[JobStatus, ...]:
-        from .schedule import next_fire_times, trigger_for
-
-        cfg, now = self.config.schedule, self.clock.now()
-        states = self.store.job_states()
-        out = []
-        for name, job in (("cycle", cfg.cycle), ("digest", cfg.digest if self.config.digest is not None else None)):
-            state = states.get(name)
-            if job is None:
-                out.append(JobStatus(name, None, state))
-            elif job.every_seconds is not None:
-                nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds) if state else None
-                out.append(JobStatus(name, job.describe(), state, every=True, next_fires=(nxt,) if nxt else (),
-                                     due_now=nxt is not None and nxt <= now))
-            else:
-                fires = tuple(next_fire_times(trigger_for(job, now), now, 3))
-                out.append(JobStatus(name, f"cron '{job.cron}'", state, next_fires=fires))
-        return tuple(out)
+            jobs=job_statuses(config.schedule, config.digest is not None, store.job_states(), self.clock.now()),
+            leases=tuple(leases), real_now=SystemClock().now())
 
     def web_app(self, feeds: Path | None = None) -> Flask:
         """The web app `monitor serve` runs (read-only): this app's store, taxonomy, queries and status,
         and the feed folder (``feeds``, else the configured one)."""
+        from .explain import explain_stored
         from .web import Labels, WebContext, create_app
 
-        self.taxonomy  # noqa: B018 - a broken taxonomy fails here, before the server starts
-        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(self.taxonomy),
+        taxonomy = self.taxonomy  # a broken taxonomy fails here, before the server starts
+        ctx = WebContext(store=self.store, labels=Labels.from_taxonomy(taxonomy),
                          query_names=tuple(q.name for q in self.config.queries), known_queries=self.known_query_names,
                          feeds=feeds or self.config.feeds.out, status=self.status,
                          today=lambda: self.clock.now().date(), title=self.config.feeds.title,
-                         documents=self.store if self.shares_documents else None)
+                         documents=self.store if self.shares_documents else None,
+                         explain=lambda paper: explain_stored(paper.article.pmid, paper, taxonomy))
         return create_app(ctx)
 
     # ---------------------------------------------------------------- the digest

@@ -346,6 +346,19 @@ def retag(app: App) -> None:
 
 
 @command(cli)
+@click.argument("pmid")
+def explain(app: App, pmid: str) -> None:
+    """Why a stored paper got its tags and relevance score: the sentences behind each, and those discounted."""
+    from .explain import render_text
+
+    explanation, note = app.explain(pmid)
+    click.echo(f"PMID {pmid}, tagged with taxonomy {app.taxonomy.version}")
+    if note:
+        click.echo(note)
+    click.echo(render_text(explanation), nl=False)
+
+
+@command(cli)
 @click.option("--runs", "limit", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="How many recent runs to show.")
 def status(app: App, limit: int) -> None:

@@ -57,6 +57,7 @@ class StorageConfig:
 @dataclass(frozen=True, slots=True)
 class TaggingConfig:
     taxonomy: Path  # absolute: resolved against the config file's folder
+    min_relevance: float = 0.5  # feeds and the digest carry papers whose relevance score reaches this
 
 
 DEFAULT_FEEDS_URL = "http://127.0.0.1:8080/"
@@ -280,8 +281,9 @@ def _check_database_url(url: str, *, is_default: bool, where: str) -> None:
 def _tagging(r: TableReader, path: Path) -> TaggingConfig:
     """The taxonomy file (tags, synonyms, MeSH) lives beside the config unless told otherwise."""
     name = r.text("taxonomy", "taxonomy.toml") or "taxonomy.toml"
+    min_relevance = r.number("min_relevance", float, 0.5, 0.0, 1.0)
     r.done()
-    return TaggingConfig(taxonomy=(path.resolve().parent / name))
+    return TaggingConfig(taxonomy=(path.resolve().parent / name), min_relevance=min_relevance)
 
 
 def _feeds(r: TableReader, path: Path, env: Mapping[str, str]) -> FeedsConfig:

@@ -228,12 +228,13 @@ class DigestReport:
 
 def build(papers: Iterable[StoredPaper], events: Iterable[StoredChange], runs: Iterable[RunSummary], *,
           vocabulary: Vocabulary, queries: Sequence[str], period: tuple[dt.datetime, dt.datetime],
-          now: dt.datetime, max_papers: int, preview: bool = False) -> Digest:
-    """The digest of these papers (first found in ``period``), status events and runs."""
+          now: dt.datetime, max_papers: int, preview: bool = False, min_relevance: float = 0.5) -> Digest:
+    """The digest of these papers (first found in ``period``), status events and runs; a paper is listed when
+    its relevance score reaches ``min_relevance`` (``[tagging] min_relevance``)."""
     relevant: list[StoredPaper] = []
     not_relevant: list[str] = []
     for p in papers:
-        if p.tagging is not None and p.tagging.gut_skin_relevant:
+        if p.tagging is not None and p.tagging.relevance >= min_relevance:
             relevant.append(p)
         else:
             not_relevant.append(p.article.pmid)
@@ -634,7 +635,7 @@ def collect(config: Config, store: DigestStore, vocabulary: Vocabulary, *, since
         store.status_events_of_delivered(since, until, STATUS_KINDS, undelivered_only=undelivered_only),
         store.runs_between(since, until),
         vocabulary=vocabulary, queries=[q.name for q in config.queries], period=(since, until), now=until,
-        max_papers=cfg.max_papers, preview=preview,
+        max_papers=cfg.max_papers, preview=preview, min_relevance=config.tagging.min_relevance,
     )
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .cues import AIM, CONCLUSION
+from .cues import AIM, CONCLUSION, EXCLUSION, FUTURE
 from .types import TagInput
 
 __all__ = ["Document", "SentenceWeights", "build_document", "weigh_sentences"]
@@ -74,9 +74,10 @@ class Document:
     ``sections[i]`` is ``title``, ``keyword``, an NlmCategory (``OBJECTIVE``, ``METHODS`` …) or
     ``UNSTRUCTURED``; ``sources[i]`` is what evidence from the sentence says (``title``,
     ``abstract:METHODS``, ``abstract`` …; :func:`weigh_sentences` sets the role of an unstructured
-    sentence); ``cues[i]`` are the cue bits the scan found in it and ``weights[i]`` its base weight (both
-    filled in by the tagger). Columns rather than one object per sentence: a paper has a dozen sentences
-    and building an object for each cost more than the rest of cutting them."""
+    sentence); ``cues[i]`` are the cue bits the scan found in it, ``weights[i]`` its base weight and
+    ``context[i]`` whether it is context rather than the paper's own work (background, or "further studies
+    are needed"); the last three are filled in by the tagger. Columns rather than one object per sentence:
+    a paper has a dozen sentences and building an object for each cost more than the rest of cutting them."""
 
     text: str
     low: str
@@ -86,24 +87,24 @@ class Document:
     sources: list[str]
     weights: list[float]
     cues: list[int]
-
-    def add(self, start: int, end: int, source: str, section: str) -> None:
-        """Append a sentence (no weight or cues yet)."""
-        self.starts.append(start)
-        self.ends.append(end)
-        self.sources.append(source)
-        self.sections.append(section)
+    context: list[bool]
+    own_cues: int = 0  # cue bits of the paper's own sentences (not context, not exclusion criteria)
+    done_cues: int = 0  # the same without conclusion sentences: what the paper did, not what it suggests
 
 
 def build_document(paper: TagInput) -> Document:
     """Join title, abstract sections and keywords; cut into sentences."""
     pieces: list[str] = ["\n"]
-    doc = Document("", "", [], [], [], [], [], [])
+    doc = Document("", "", [], [], [], [], [], [], [])
     pos = 1
-    if paper.title:
-        doc.add(pos, pos + len(paper.title), "title", "title")
-        pieces += (paper.title, "\n\n")
-        pos += len(paper.title) + 2
+    title = paper.title
+    if title:
+        doc.starts.append(pos)
+        doc.ends.append(pos + len(title))
+        doc.sources.append("title")
+        doc.sections.append("title")
+        pieces += (title, "\n\n")
+        pos += len(title) + 2
     for text, label, category in paper.abstract:
         if not text:
             continue
@@ -112,7 +113,10 @@ def build_document(paper: TagInput) -> Document:
         pos += len(text) + 2
     for kw in paper.keywords:
         if kw.strip():
-            doc.add(pos, pos + len(kw), "keyword", "keyword")
+            doc.starts.append(pos)
+            doc.ends.append(pos + len(kw))
+            doc.sources.append("keyword")
+            doc.sections.append("keyword")
             pieces += (kw, "\n\n")
             pos += len(kw) + 2
     joined = "".join(pieces)
@@ -127,6 +131,7 @@ def build_document(paper: TagInput) -> Document:
     n = len(doc.starts)
     doc.weights = [0.0] * n
     doc.cues = [0] * n
+    doc.context = [False] * n
     return doc
 
 
@@ -171,7 +176,10 @@ def _abstract_sentences(text: str, label: str | None, category: str | None, pos:
             if h:
                 section, source, s = _heading_section(h)
     if s < len(text):
-        doc.add(pos + s, pos + len(text), source, section)
+        starts.append(pos + s)
+        ends.append(pos + len(text))
+        sources.append(source)
+        sections.append(section)
 
 
 def _heading_section(h: re.Match[str]) -> tuple[str, str, int]:
@@ -206,30 +214,68 @@ def _category_of_label(label: str) -> str | None:
 
 
 def weigh_sentences(doc: Document, w: SentenceWeights) -> None:
-    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source.
+    """Give each sentence its base weight and (in unstructured abstracts) its role as evidence source;
+    set the document's ``own_cues`` and ``done_cues``.
 
     A sentence of a labelled section, the title or a keyword weighs what its section weighs (other
     sections: the body weight). A run of unstructured sentences is read as an abstract: the aim
     sentence, what comes before it (background), the first sentence, conclusion sentences, the body.
-    Needs the sentences' cue bits (the aim and conclusion cues)."""
-    sections, sources, weights, cues = doc.sections, doc.sources, doc.weights, doc.cues
+    Background sentences, and abstract sentences saying further studies are needed, are context.
+    Needs the sentences' cue bits (the aim, conclusion and future-work cues)."""
+    sections, sources = doc.sections, doc.sources
+    own = done = 0
     i, n = 0, len(sections)
     while i < n:
         section = sections[i]
-        if section != "UNSTRUCTURED":
-            weights[i] = w.aim if section == "BACKGROUND" and cues[i] & AIM else w.by_section.get(section, w.body)
-            i += 1
-            continue
         j = i + 1
-        while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
-            j += 1
-        _weigh_unstructured(doc, i, j, w)
+        if section == "UNSTRUCTURED":
+            while j < n and sections[j] == "UNSTRUCTURED" and sources[j] == sources[i]:
+                j += 1
+            run_own, run_done = _weigh_unstructured(doc, i, j, w)
+        else:
+            while j < n and sections[j] == section:
+                j += 1
+            run_own, run_done = _weigh_labelled(doc, i, j, section, w)
+        own, done = own | run_own, done | run_done
         i = j
+    doc.own_cues, doc.done_cues = own, done
 
 
-def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> None:
-    """Roles in the run ``i:j`` of unstructured sentences (one abstract without section labels)."""
-    sources, weights, cues = doc.sources, doc.weights, doc.cues
+def _weigh_labelled(doc: Document, i: int, j: int, section: str, w: SentenceWeights) -> tuple[int, int]:
+    """Weights and context of the run ``i:j`` of one labelled section (or the title, or keywords);
+    returns the cue bits of its own sentences, and of those that are not conclusions."""
+    cues, weights, context = doc.cues, doc.weights, doc.context
+    run = 0
+    for c in cues[i:j]:
+        run |= c
+    weight = w.by_section.get(section, w.body)
+    if not run & (AIM | FUTURE | EXCLUSION):  # the common case: one weight, one role for the whole run
+        weights[i:j] = [weight] * (j - i)
+        if section == "BACKGROUND":
+            context[i:j] = [True] * (j - i)
+            return 0, 0
+        return run, (run if section != "CONCLUSIONS" else 0)
+    own = done = 0
+    for k in range(i, j):
+        c = cues[k]
+        if section == "BACKGROUND" and c & AIM:
+            weights[k], doc.sources[k] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
+        else:
+            weights[k] = weight
+            if section == "BACKGROUND" or (c & FUTURE and section != "title" and section != "keyword"):
+                context[k] = True
+                continue
+        if not c & EXCLUSION:
+            own |= c
+            if section != "CONCLUSIONS":
+                done |= c
+    return own, done
+
+
+def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> tuple[int, int]:
+    """Roles in the run ``i:j`` of unstructured sentences (one abstract without section labels); returns
+    the cue bits of its own sentences, and of those that are not conclusions."""
+    sources, weights, cues, context = doc.sources, doc.weights, doc.cues, doc.context
     aim_at = None
     for k in range(i, j):
         if cues[k] & AIM:
@@ -237,14 +283,28 @@ def _weigh_unstructured(doc: Document, i: int, j: int, w: SentenceWeights) -> No
             break
     if aim_at is not None and aim_at - i >= math.ceil(0.6 * (j - i)):
         aim_at = None  # a late "this article also reviews" does not make the abstract background
+    own = done = 0
     for k in range(i, j):
-        if cues[k] & AIM:
+        c = cues[k]
+        if c & AIM:
             weights[k], sources[k] = w.aim, _ROLE_SOURCE["OBJECTIVE"]
         elif aim_at is not None and k < aim_at:
-            weights[k], sources[k] = w.before_aim, _ROLE_SOURCE["BACKGROUND"]
-        elif k == i:
-            weights[k], sources[k] = w.first, _ROLE_SOURCE["BACKGROUND"]
-        elif cues[k] & CONCLUSION:
+            weights[k], sources[k], context[k] = w.before_aim, _ROLE_SOURCE["BACKGROUND"], True
+            continue
+        elif k == i and j - i > 1:  # the first of several sentences introduces; a lone one is the paper
+            weights[k], sources[k], context[k] = w.first, _ROLE_SOURCE["BACKGROUND"], True
+            continue
+        elif c & CONCLUSION:
             weights[k], sources[k] = w.conclusion, _ROLE_SOURCE["CONCLUSIONS"]
+            if not c & (FUTURE | EXCLUSION):
+                own |= c
+            context[k] = bool(c & FUTURE)
+            continue
         else:
             weights[k], sources[k] = w.body, _ROLE_SOURCE["UNASSIGNED"]
+        if c & FUTURE:
+            context[k] = True
+        elif not c & EXCLUSION:
+            own |= c
+            done |= c
+    return own, done

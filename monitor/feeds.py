@@ -779,16 +779,18 @@ class PublishReport:
 
 
 def publish(store: FeedStore, taxonomy: Taxonomy, settings: FeedsConfig, now: dt.datetime,
-            queries: Sequence[str] = (), out: Path | None = None, *, workers: int | None = None) -> PublishReport:
+            queries: Sequence[str] = (), out: Path | None = None, *, workers: int | None = None,
+            min_relevance: float = 0.5) -> PublishReport:
     """Plan every feed from the store, render the documents whose content changed since the last run
     (fingerprints in a manifest beside them), and write them with the OPML list and the index to ``out``
-    (default ``settings.out``). Idempotent: a second run with nothing new writes nothing.
+    (default ``settings.out``). Idempotent: a second run with nothing new writes nothing. The feeds carry
+    the papers whose relevance score reaches ``min_relevance`` (``[tagging] min_relevance``).
 
     A large rendering (a first generation, a new base_url) is split over two processes where that is safe
     (see :func:`_render_split`); ``workers=1`` keeps it in this process. The output is the same either way."""
     out = out or settings.out
     with _gc_paused(), _folder_lock(out):
-        rows = store.feed_rows()
+        rows = store.feed_rows(min_relevance)
         plan = plan_feeds(rows, store.status_changes(), taxonomy, settings, queries)
         previous = _read_manifest(out)
         wanted = {d.path: d.fingerprint(settings) for d in plan.documents}

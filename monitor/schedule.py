@@ -18,12 +18,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+from .types import JobState, JobStatus
+
+if TYPE_CHECKING:
+    from .config import ScheduleConfig
 
 
 class Trigger(Protocol):
@@ -199,3 +205,22 @@ def missed_fire(trigger: Trigger, last: dt.datetime | None, now: dt.datetime) ->
     if fire is not None and fire <= now:
         return fire
     return None
+
+
+def job_statuses(schedule: ScheduleConfig, digest_on: bool, states: Mapping[str, JobState],
+                 now: dt.datetime) -> tuple[JobStatus, ...]:
+    """What `monitor status` says of each scheduled job (pure): its schedule in words, its last fire and the
+    next ones. An interval job's next fire is known only once it has fired (then ``due_now`` if overdue)."""
+    out = []
+    for name, job in (("cycle", schedule.cycle), ("digest", schedule.digest if digest_on else None)):
+        state = states.get(name)
+        if job is None:
+            out.append(JobStatus(name, None, state))
+        elif job.every_seconds is not None:
+            nxt = state.last_fire_at + dt.timedelta(seconds=job.every_seconds) if state else None
+            out.append(JobStatus(name, job.describe(), state, every=True, next_fires=(nxt,) if nxt else (),
+                                 due_now=nxt is not None and nxt <= now))
+        else:
+            fires = tuple(next_fire_times(trigger_for(job, now), now, 3))
+            out.append(JobStatus(name, f"cron '{job.cron}'", state, next_fires=fires))
+    return tuple(out)

@@ -21,15 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .cues import CUE_BITS, GENERIC, GUT_RULES, K_CONDITION, K_DESIGN, K_INTERVENTION, ORAL, STRONG, TOPICAL, WEAK
+from .cues import (
+    CUE_BITS,
+    GENERIC,
+    GUT_RULES,
+    K_CONDITION,
+    K_DESIGN,
+    K_INTERVENTION,
+    ORAL,
+    STRAIN,
+    STRONG,
+    TOPICAL,
+    WEAK,
+)
 from .document import SentenceWeights
 from .errors import ConfigError
 from .patterns import Scanner, build_scanner, lower_regex, pattern_problem
 from .tomlreader import TableReader, load_toml
 
 __all__ = [
-    "DEFAULT_TAXONOMY", "Combination", "MeshInfo", "PatternInfo", "Rules", "TagAction", "TagDef", "Taxonomy",
-    "load_taxonomy", "parse_taxonomy",
+    "DEFAULT_TAXONOMY", "Calibration", "Combination", "MeshInfo", "PatternInfo", "Rules", "TagAction", "TagDef",
+    "Taxonomy", "load_taxonomy", "parse_taxonomy",
 ]
 
 DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent / "taxonomy.toml"
@@ -39,10 +51,10 @@ KINDS = ("condition", "intervention", "design")
 GUT_SIDE_VALUES = ("always", "unless_topical", "if_oral", "never")
 TAG_ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 RELEVANCE_TERM_LISTS = ("gut", "gut_weak", "diet", "skin", "skin_microbiome")
-RELEVANCE_CUE_LISTS = ("topical", "oral", "blood")
+RELEVANCE_CUE_LISTS = ("topical", "oral", "blood", "nongut_microbiome")
 RELEVANCE_MESH_LISTS = ("mesh_gut", "mesh_skin", "mesh_oral", "mesh_topical")
 CUE_LISTS = ("aim", "conclusion", "future", "confounder", "exclusion", "adverse", "composition",
-             "intervention", "combination", "negation")
+             "intervention", "combination", "negation", "subject_group", "live")
 _HINT = "see the header of taxonomy.toml"
 
 DEFAULT_SCORING: dict[str, float] = {
@@ -63,10 +75,12 @@ DEFAULT_SCORING: dict[str, float] = {
     "conclusion_sentence": 1.2,
     "body_sentence": 1.0,
     "future_work": 0.3,
+    "subject_list": 1.0,
 }
 
 _KIND_CODE = {"condition": K_CONDITION, "intervention": K_INTERVENTION, "design": K_DESIGN}
-_STRENGTH_CODE = {"strong": STRONG, "generic": GENERIC, "weak": WEAK}
+_STRENGTH_CODE = {"strong": STRONG, "generic": GENERIC, "weak": WEAK, "strain": STRAIN}
+PATTERN_KEYS = ("patterns", "generic", "weak", "strains")
 
 # After a negation cue, these words may come before the negated term: "without a history of AD".
 _NEGATION_FILLER = (
@@ -88,12 +102,14 @@ class TagDef:
     patterns: tuple[str, ...] = ()
     generic: tuple[str, ...] = ()
     weak: tuple[str, ...] = ()
+    strains: tuple[str, ...] = ()
     abbreviations: tuple[str, ...] = ()
     publication_types: tuple[str, ...] = ()
     min_score: float = 1.0
     yields_to: tuple[str, ...] = ()
     absorbs: tuple[str, ...] = ()
     combination_of: tuple[str, ...] = ()
+    taxa_ignored_in: tuple[str, ...] = ()
     gut_side: str = "never"
 
 
@@ -102,7 +118,7 @@ class Target:
     """What a tag pattern stands for in the scanner: the tag and how strongly the pattern names it."""
 
     tag_id: str
-    strength: str  # "strong" | "generic" | "weak"
+    strength: str  # "strong" | "generic" | "weak" | "strain"
 
 
 class TagAction(NamedTuple):
@@ -110,7 +126,7 @@ class TagAction(NamedTuple):
 
     tag_id: str
     kind: int  # K_CONDITION | K_INTERVENTION | K_DESIGN
-    strength: int  # STRONG | GENERIC | WEAK
+    strength: int  # STRONG | GENERIC | WEAK | STRAIN
     gut_rule: int  # GUT_ALWAYS | GUT_UNLESS_TOPICAL | GUT_IF_ORAL | GUT_NEVER
 
 
@@ -149,7 +165,8 @@ class Rules:
     ``scanner`` finds every pattern in one pass; ``pattern_info[i]`` is what its pattern i means;
     ``cue_at`` finds the longest cue or vocabulary word at a position (they still count under a longer
     tag match); ``negation_filler`` the words allowed between a negation and the negated term.
-    ``tracked`` are the tags whose positions per sentence matter (absorbed and combined tags);
+    ``tracked`` are the tags whose positions per sentence matter (absorbed and combined tags),
+    ``absorbing`` the tags that absorb another's taxa;
     ``order`` sorts tag ids for evidence (kind, then id); ``sentence_weights`` are the [scoring] weights
     of sentences by section and role. The caches map a matched text (or a set of
     matched patterns) to its :class:`PatternInfo`; they only speed tagging up."""
@@ -159,6 +176,7 @@ class Rules:
     pattern_info: tuple[PatternInfo, ...]
     negation_filler: re.Pattern[str]
     tracked: frozenset[str]
+    absorbing: frozenset[str]
     order: Mapping[str, tuple[int, str]]
     mesh: Mapping[str, MeshInfo]  # casefolded descriptor -> what it implies
     pubtypes: Mapping[str, tuple[str, ...]]  # casefolded publication type -> design tag ids
@@ -180,11 +198,21 @@ class Taxonomy:
     relevance_threshold: float
     relevance_scale: float
     scoring: Mapping[str, float]
+    calibration: Calibration
     rules: Rules = field(repr=False)
 
     def ids(self, kind: str) -> tuple[str, ...]:
         """Tag ids of one kind (condition | intervention | design), in file order."""
         return tuple(t.id for t in self.tags.values() if t.kind == kind)
+
+
+class Calibration(NamedTuple):
+    """``p = 1 / (1 + exp(-(slope * logit(raw) + intercept)))``: maps the raw relevance score in [0, 1] to a
+    probability-like score (0 stays 0 and 1 stays 1; slope 1 and intercept 0 change nothing). The two
+    numbers are fitted offline on the labelled sets (``bench/tagging_eval.py --fit-calibration``)."""
+
+    slope: float
+    intercept: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +221,7 @@ class _Relevance:
 
     threshold: float
     scale: float
+    calibration: Calibration
     terms: dict[str, tuple[str, ...]]
     cues: dict[str, tuple[str, ...]]
     mesh: dict[str, tuple[str, ...]]
@@ -236,6 +265,7 @@ def parse_taxonomy(raw: Mapping[str, Any], *, file: str = "taxonomy.toml", conte
         relevance_threshold=sections.relevance.threshold,
         relevance_scale=sections.relevance.scale,
         scoring=sections.scoring,
+        calibration=sections.relevance.calibration,
         rules=_compile(sections, file),
     )
 
@@ -284,6 +314,7 @@ def _tag_def(r: TableReader, tag_id: str, kind: str) -> TagDef:
     patterns = _patterns(r, "patterns")
     generic = _patterns(r, "generic")
     weak = _patterns(r, "weak")
+    strains = _patterns(r, "strains")
     abbreviations = r.strings("abbreviations")
     for i, a in enumerate(abbreviations):
         if not re.fullmatch(r"[A-Za-z0-9][\w-]{0,11}", a) or not any(ch.isupper() for ch in a):
@@ -293,6 +324,7 @@ def _tag_def(r: TableReader, tag_id: str, kind: str) -> TagDef:
     yields_to = r.strings("yields_to")
     absorbs = r.strings("absorbs")
     combination_of = r.strings("combination_of")
+    taxa_ignored_in = r.strings("taxa_ignored_in")
     gut_side = "never"
     if kind == "intervention":
         gut_side = r.word("gut_side", default="always")
@@ -301,13 +333,14 @@ def _tag_def(r: TableReader, tag_id: str, kind: str) -> TagDef:
     r.done()
     if tag_id in yields_to or tag_id in absorbs or tag_id in combination_of:
         r.fail(None, "a tag cannot refer to itself in yields_to, absorbs or combination_of")
-    return TagDef(tag_id, kind, label, mesh, patterns, generic, weak, abbreviations, publication_types,
-                  min_score, yields_to, absorbs, combination_of, gut_side)
+    return TagDef(tag_id, kind, label, mesh, patterns, generic, weak, strains, abbreviations, publication_types,
+                  min_score, yields_to, absorbs, combination_of, taxa_ignored_in, gut_side)
 
 
 def _read_relevance(rel: TableReader) -> _Relevance:
     threshold = rel.number("threshold", float, 0.5, 0.0, 1.0)
     scale = rel.number("scale", float, 1.5, 0.01, 100.0)
+    calibration = _calibration(rel)
     terms = {name: _patterns(rel, name) for name in RELEVANCE_TERM_LISTS}
     cues = {name: _patterns(rel, name) for name in RELEVANCE_CUE_LISTS}
     mesh = {name: rel.strings(name) for name in RELEVANCE_MESH_LISTS}
@@ -315,7 +348,18 @@ def _read_relevance(rel: TableReader) -> _Relevance:
         if not terms[name]:
             rel.fail(name, "is required: the vocabulary of this side of the gut–skin link")
     rel.done()
-    return _Relevance(threshold, scale, terms, cues, mesh)
+    return _Relevance(threshold, scale, calibration, terms, cues, mesh)
+
+
+def _calibration(rel: TableReader) -> Calibration:
+    """``calibration = [slope, intercept]`` (default: no change)."""
+    value = rel.get("calibration", list, [1.0, 0.0])
+    if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        rel.fail("calibration", "must be two numbers: [slope, intercept]")
+    slope, intercept = float(value[0]), float(value[1])
+    if not (0.01 <= slope <= 100.0 and -100.0 <= intercept <= 100.0):
+        rel.fail("calibration", f"slope must be between 0.01 and 100 and intercept between -100 and 100, not {value}")
+    return Calibration(slope, intercept)
 
 
 def _patterns(r: TableReader, name: str) -> tuple[str, ...]:
@@ -332,13 +376,13 @@ def _check_references(sections: _Sections, file: str) -> None:
     """Cross-references between tags name known tags; every tag can be found somehow."""
     tags, where_of = sections.tags, sections.where_of
     for t in tags.values():
-        for key in ("yields_to", "absorbs", "combination_of"):
+        for key in ("yields_to", "absorbs", "combination_of", "taxa_ignored_in"):
             for i, other in enumerate(getattr(t, key)):
                 if other not in tags:
                     raise ConfigError(f"unknown tag id {other!r}", path=file, key=f"{where_of[t.id]}.{key}[{i}]")
         if t.combination_of and len(t.combination_of) != 2:
             raise ConfigError("must name exactly two tag ids", path=file, key=f"{where_of[t.id]}.combination_of")
-        if not (t.patterns or t.generic or t.mesh or t.publication_types or t.combination_of):
+        if not (t.patterns or t.generic or t.strains or t.mesh or t.publication_types or t.combination_of):
             raise ConfigError("needs at least one of patterns, generic, mesh, publication_types",
                               path=file, key=where_of[t.id])
 
@@ -347,7 +391,7 @@ def _check_ignore(sections: _Sections, file: str) -> None:
     """An ignore phrase may not repeat a pattern listed elsewhere: it would hide it there."""
     owners: dict[str, str] = {}
     for t in sections.tags.values():
-        for key in ("patterns", "generic", "weak"):
+        for key in PATTERN_KEYS:
             for p in getattr(t, key):
                 owners.setdefault(lower_regex(p), f"{sections.where_of[t.id]}.{key}")
     for name, pats in (*sections.relevance.terms.items(), *sections.relevance.cues.items()):
@@ -375,6 +419,7 @@ def _compile(sections: _Sections, file: str) -> Rules:
         entries += [(p, Target(t.id, "strong")) for p in t.patterns]
         entries += [(p, Target(t.id, "generic")) for p in t.generic]
         entries += [(p, Target(t.id, "weak")) for p in t.weak]
+        entries += [(p, Target(t.id, "strain")) for p in t.strains]
     entries += [(p, name) for name, pats in sections.cues.items() for p in pats]
     entries += [(p, name) for name, pats in sections.relevance.cues.items() for p in pats]
     entries += [(p, name) for name, pats in sections.relevance.terms.items() for p in pats]
@@ -396,6 +441,7 @@ def _compile(sections: _Sections, file: str) -> Rules:
         negation_filler=re.compile(_NEGATION_FILLER),
         tracked=frozenset(t for combo in combinations for t in (combo.first, combo.second))
         | frozenset(x for v in absorbed_by.values() for x in v),
+        absorbing=frozenset(x for v in absorbed_by.values() for x in v),
         order={t: (KINDS.index(td.kind), t) for t, td in tags.items()},
         mesh=_mesh_info(tags, sections.relevance.mesh),
         pubtypes=_by_name(tags, "publication_types"),
@@ -451,3 +497,25 @@ def _mesh_info(tags: Mapping[str, TagDef], lists: Mapping[str, tuple[str, ...]])
                       key in relevance["mesh_gut"], key in relevance["mesh_skin"])
         for key in sorted(set(mesh).union(*relevance.values()))
     }
+
+
+def load_tag_names(path: Path | str = DEFAULT_TAXONOMY) -> tuple[TagDef, ...]:
+    """The tags of a taxonomy file as written — ids, kinds, labels, MeSH headings, patterns, abbreviations —
+    without validating or compiling its rules: what filter values and labels need, at a fraction of the cost
+    of :func:`load_taxonomy` (which compiles every pattern). A malformed entry is skipped here; loading the
+    taxonomy for tagging reports it."""
+    path = Path(path)
+    raw, _ = load_toml(path, missing="the config's taxonomy setting names it", shown_as=path.name)
+    out = []
+    for section, kind in KIND_OF_SECTION.items():
+        tables = raw.get(section)
+        for tag_id, table in (tables.items() if isinstance(tables, dict) else ()):
+            if isinstance(table, dict):
+                out.append(TagDef(id=tag_id, kind=kind, label=str(table.get("label") or tag_id),
+                                  mesh=_strings(table.get("mesh")), patterns=_strings(table.get("patterns")),
+                                  abbreviations=_strings(table.get("abbreviations"))))
+    return tuple(out)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()

@@ -1,6 +1,7 @@
-"""The labelled tagging set and how it is scored (shared by tests/test_tagging.py and bench/tagging_eval.py).
+"""The labelled tagging sets and how they are scored (shared by tests/test_tagging.py and bench/tagging_eval.py).
 
-A labelled row (``tests/data/tagging/labelled.jsonl``, same fields as ``../shared/tagging-dev/dev.jsonl``)
+Two sets: ``tests/data/tagging/labelled.jsonl`` (dev, a copy of ``../shared/tagging-dev/dev.jsonl``) and
+``tests/data/tagging/dev2.jsonl`` (a copy of ``../shared/tagging-dev/dev2.jsonl``). A labelled row
 becomes an :class:`~monitor.types.Article` in exactly one place, :func:`row_to_article`: the abstract is one
 unlabelled section (as PubMed gives an unstructured abstract; inline headings are the tagger's business),
 ``mesh_terms`` like ``"Fecal Microbiota Transplantation* / trends"`` become MeSH headings (``*`` marks a
@@ -30,6 +31,7 @@ from monitor.types import (
 )
 
 LABELLED = Path(__file__).resolve().parent / "data" / "tagging" / "labelled.jsonl"
+DEV2 = LABELLED.with_name("dev2.jsonl")
 UNSCORED = frozenset({"other_skin"})
 
 
@@ -81,6 +83,12 @@ def load_records(path: Path | str = LABELLED) -> list[Record]:
                 note=row.get("label_note") or "",
             ))
     return records
+
+
+def folds(records: Sequence[Record], k: int) -> list[list[Record]]:
+    """``k`` fixed folds by a hash of the record id (each fold sorted by id)."""
+    ranked = sorted(records, key=lambda r: hashlib.sha1(r.id.encode()).hexdigest())
+    return [sorted(ranked[i::k], key=lambda r: r.id) for i in range(k)]
 
 
 def split_halves(records: Sequence[Record]) -> tuple[list[Record], list[Record]]:

@@ -59,6 +59,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "count_papers": lambda s: s.count_papers(),
     "iter_papers": lambda s: list(s.iter_papers()),
     "events": lambda s: s.events(),
+    "paper": lambda s: s.paper("1"),
     "linked_pmids": lambda s: s.linked_pmids("q"),
     "linked_query_names": lambda s: s.linked_query_names(),
     "status_changes": lambda s: s.status_changes(),

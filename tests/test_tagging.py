@@ -8,12 +8,14 @@ The article snippets are written for these tests (short, realistic, not copied f
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
 
 import pytest
 
+from monitor import pubmed
 from monitor.errors import ConfigError
 from monitor.tagging import DEFAULT_TAXONOMY, load_taxonomy, tag
 from monitor.types import (
@@ -24,6 +26,7 @@ from monitor.types import (
     Tagging,
 )
 from tests.tagging_data import (
+    DEV2,
     LABELLED,
     evaluate,
     load_records,
@@ -562,10 +565,10 @@ def shipped() -> str:
 
 
 def test_version_is_file_version_plus_content_hash(tmp_path, tx):
-    assert tx.version.startswith("2025.1+")
+    assert tx.version.startswith("2026.1+")
     edited = shipped().replace("'dandruff'", "'dandruff', 'scalp flaking'")
     other = load_taxonomy(write(tmp_path, edited))
-    assert other.version != tx.version and other.version.startswith("2025.1+")
+    assert other.version != tx.version and other.version.startswith("2026.1+")
     assert load_taxonomy(write(tmp_path, shipped())).version == tx.version
 
 
@@ -591,7 +594,7 @@ def test_invalid_regex_names_file_and_key_path(tmp_path):
      "taxonomy.toml: conditions.vitiligo.patterns[0]: named groups"),
     ("patterns = ['vitiligo\\w*']", "patterns = 'vitiligo'",
      "taxonomy.toml: conditions.vitiligo.patterns: must be an array of strings"),
-    ('version = "2025.1"\n', "", "taxonomy.toml: version: is required"),
+    ('version = "2026.1"\n', "", "taxonomy.toml: version: is required"),
     ("[conditions.vitiligo]", "[conditions.Vitiligo]", "taxonomy.toml: conditions.Vitiligo: tag ids must be lowercase"),
     ("[conditions.vitiligo]", "[conditions.psoriasis_]\n[conditions.vitiligo]", "taxonomy.toml: conditions.psoriasis_.label"),
     ('abbreviations = ["HS"]', 'abbreviations = ["hs"]',
@@ -658,32 +661,49 @@ def test_shipped_file_documents_the_pattern_syntax():
 
 
 # ───────────────────────────────────────────── quality floors ───────────────────────────────────────────
-# Figures on tests/data/tagging/labelled.jsonl (a copy of ../shared/tagging-dev/dev.jsonl; see SOURCES.md).
-# Floors sit a little under what the tagger reaches and never under the issue's targets
-# (conditions micro-F1 0.96, interventions 0.88, relevance precision 0.93, recall 0.96).
+# Figures on tests/data/tagging/labelled.jsonl and dev2.jsonl (copies of ../shared/tagging-dev/dev.jsonl and
+# dev2.jsonl; see SOURCES.md). Floors sit a little under what the tagger reaches (bench/RESULTS.md), so a
+# rule change that loses quality on either set fails here; the issue's targets are for a hidden set.
 FLOORS = {
-    "conditions_micro_f1": 0.98,
-    "interventions_micro_f1": 0.93,
-    "relevance_precision": 0.97,
-    "relevance_recall": 0.97,
+    "dev": {"conditions_micro_f1": 0.98, "interventions_micro_f1": 0.93, "relevance_precision": 0.97,
+            "relevance_recall": 0.97},
+    "dev2": {"conditions_micro_f1": 0.96, "interventions_micro_f1": 0.96, "relevance_precision": 0.94,
+             "relevance_recall": 0.97},
+    "both": {"conditions_micro_f1": 0.97, "interventions_micro_f1": 0.95, "relevance_precision": 0.96,
+             "relevance_recall": 0.97},
 }
 
 
-def test_quality_floors_on_the_labelled_set(tx):
-    report, _ = evaluate(load_records(LABELLED), tx)
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_quality_floors_on_the_labelled_sets(tx, name):
+    records = {"dev": load_records(LABELLED), "dev2": load_records(DEV2),
+               "both": load_records(LABELLED) + load_records(DEV2)}[name]
+    report, _ = evaluate(records, tx)
+    assert report.n == {"dev": 50, "dev2": 70, "both": 120}[name]
     figures = report.figures()
-    assert report.n == 50
-    low = {k: round(figures[k], 3) for k, floor in FLOORS.items() if figures[k] < floor}
-    assert not low, f"below the floor: {low} (floors {FLOORS}); run bench/tagging_eval.py --errors"
+    low = {k: round(figures[k], 3) for k, floor in FLOORS[name].items() if figures[k] < floor}
+    assert not low, f"below the floor on {name}: {low} (floors {FLOORS[name]}); run bench/tagging_eval.py --errors"
 
 
 def test_quality_on_the_held_out_half_meets_the_issue_targets(tx):
     _, half_b = split_halves(load_records(LABELLED))
     figures = evaluate(half_b, tx)[0].figures()
     assert figures["conditions_micro_f1"] >= 0.96
-    assert figures["interventions_micro_f1"] >= 0.88
-    assert figures["relevance_precision"] >= 0.93
-    assert figures["relevance_recall"] >= 0.96
+    assert figures["interventions_micro_f1"] >= 0.90
+    assert figures["relevance_precision"] >= 0.97
+    assert figures["relevance_recall"] >= 0.97
+
+
+def test_unrelated_real_records_are_rarely_relevant(tx):
+    """The ~1,550 real PubMed records in tests/data/efetch are about other subjects: at most 1% of them
+    may be flagged gut–skin relevant (issue 17)."""
+    articles = []
+    for path in sorted((ROOT / "tests" / "data" / "efetch").rglob("*.xml*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        articles += [a for a in pubmed.parse(data) if isinstance(a, Article) and (a.title or a.abstract)]
+    assert len(articles) > 1000
+    flagged = [a.pmid for a in articles if tag(a, tx).gut_skin_relevant]
+    assert len(flagged) <= 0.01 * len(articles), flagged
 
 
 def test_labelled_row_adapter():

@@ -123,6 +123,27 @@ def test_the_paper_page_shows_the_whole_record_with_evidence_and_history(client:
     assert client.get("/paper/abc").status_code == 404
 
 
+def test_the_paper_page_explains_each_tag_as_monitor_explain_does(client: FlaskClient, app: App,
+                                                                  exported: list[dict[str, Any]]) -> None:
+    from markupsafe import escape
+
+    from monitor.explain import MARK_CLOSE, MARK_OPEN
+
+    paper = next(p for p in exported if p["gut_skin_relevant"] and p["conditions"] and p["interventions"])
+    explanation, _ = app.explain(paper["pmid"])
+    body = client.get(f"/paper/{paper['pmid']}").get_data(as_text=True)
+    why = body.split('<h2 id="why-h">Why these tags</h2>')[1].split("</section>")[0]
+    assert f"Relevance {explanation.relevance:.2f}: gut–skin relevant" in why
+    assert len(explanation.given) >= 2 and why.count('<details class="finding">') == (
+        len(explanation.sides) + len(explanation.given) + len(explanation.not_given))
+    for f in explanation.sides + explanation.given:
+        assert f"<strong>{escape(f.label)}</strong>" in why and str(escape(f.summary)) in why
+        for q in f.caused_by + f.discounted:
+            html = str(escape(q.text)).replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>")
+            assert html in why, (f.name, q.text)
+    assert "<mark>" in why and MARK_OPEN not in why
+
+
 # ------------------------------------------------------------------ the API
 
 

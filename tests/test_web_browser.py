@@ -125,6 +125,10 @@ def test_search_form_facet_and_paper_page(phone: Watched, served: Served) -> Non
     phone.settle()
     assert page.locator("main h1").inner_text() == title
     assert page.get_by_role("link", name=re.compile(r"^PubMed \d+$")).count() == 1
+    finding = page.locator("details.finding").first  # why the paper is relevant: its skin side
+    assert not finding.locator("li mark").first.is_visible()
+    finding.locator("summary").click()
+    assert finding.locator("li.cause mark").first.is_visible()  # the sentences behind it, words marked
     assert phone.problems == [] and phone.overflow() <= 0
 
 

@@ -18,15 +18,16 @@ from .tags import tags_head
 class FeedRowsMixin(StorageBase):
     """Reads for :mod:`monitor.feeds`."""
 
-    def feed_rows(self) -> list[FeedRow]:
-        """Every gut–skin relevant, not withdrawn paper as the feeds plan with it: when it was first found,
+    def feed_rows(self, min_relevance: float = 0.5) -> list[FeedRow]:
+        """Every not withdrawn paper whose relevance score reaches ``min_relevance`` (``[tagging]
+        min_relevance``) as the feeds plan with it: when it was first found,
         fingerprints of its record and tagging, its conditions, interventions and queries, its tagging JSON
         (not decoded). The record itself is not read. Ordered by PMID."""
         # Plain scans joined here: on a large collection they cost a third of joining and sorting in SQL.
         # The tags come from the head of each tagging's JSON (see tags.tags_part), not from paper_tags rows.
         with self._tx("reading papers for feeds") as conn:
             taggings = dict(conn.execute(sa.select(paper_tagging.c.pmid, paper_tagging.c.tagging)
-                                         .where(paper_tagging.c.gut_skin_relevant.is_(True))).all())
+                                         .where(paper_tagging.c.relevance >= min_relevance)).all())
             listed = conn.execute(sa.select(papers.c.pmid, papers.c.first_seen_at, papers.c.content_hash)
                                   .where(papers.c.deleted.is_(False)).order_by(papers.c.pmid)).all()
             found: dict[int, list[str]] = {}

@@ -245,6 +245,12 @@ class PapersMixin(StorageBase):
             yield from found
             last = rows[-1].pmid
 
+    def paper(self, pmid: str) -> StoredPaper | None:
+        """One stored paper (withdrawn or not) with its queries and tagging; None when it is not stored."""
+        with self._tx("reading a paper") as conn:
+            found = hydrate(conn, conn.execute(paper_columns().where(papers.c.pmid == int(pmid))).all())
+        return found[0] if found else None
+
     def events(self, pmid: str | None = None) -> list[tuple[str, str, dt.datetime]]:
         """``(pmid, kind, at)`` status-change events, oldest first."""
         with self._tx("reading events") as conn:

@@ -15,7 +15,9 @@ from ..interfaces import BrowseStore, DocumentReader
 from ..types import StatusReport
 
 if TYPE_CHECKING:
+    from ..explain import Explanation
     from ..tagging import Taxonomy
+    from ..types import StoredPaper
 
 KINDS = ("condition", "intervention", "design")
 
@@ -62,3 +64,5 @@ class WebContext:
     today: Callable[[], dt.date]
     title: str = "Gut–skin literature monitor"
     documents: DocumentReader | None = None
+    # why a paper has its tags under the current taxonomy, and a note when its stored tags are older
+    explain: Callable[[StoredPaper], tuple[Explanation, str | None]] | None = None

@@ -96,7 +96,8 @@ def _views(bp: Blueprint, ctx: WebContext) -> None:
         detail = ctx.store.paper_detail(pmid)
         if detail is None:
             abort(404)
-        return render_template("paper.html", d=detail, a=detail.paper.article, t=detail.paper.tagging)
+        why = ctx.explain(detail.paper) if ctx.explain is not None else None
+        return render_template("paper.html", d=detail, a=detail.paper.article, t=detail.paper.tagging, why=why)
 
     @bp.get("/map")
     def evidence_map() -> str:

@@ -111,6 +111,13 @@ def snippet_html(snippet: str | None) -> Markup:
     return Markup(str(escape(snippet)).replace(SNIPPET_OPEN, "<mark>").replace(SNIPPET_CLOSE, "</mark>"))
 
 
+def quote_html(text: str) -> Markup:
+    """An explanation's quote escaped, its matched words (between the explanation's marks) in ``<mark>``."""
+    from ..explain import MARK_CLOSE, MARK_OPEN
+
+    return Markup(str(escape(text)).replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>"))
+
+
 def highlight(text: str, evidence: Sequence[TagEvidence], labels: Mapping[str, str]) -> Markup:
     """``text`` escaped, with every evidence phrase found in it (case-insensitive) in a ``<mark>`` naming
     its tag; overlapping phrases: the longest wins."""
