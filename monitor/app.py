@@ -160,16 +160,6 @@ class App:
 
     # ---------------------------------------------------------------- the cycle
 
-    @property
-    def shares_documents(self) -> bool:
-        """Whether published documents are kept in the database for every host (a PostgreSQL database is
-        shared by nature; a SQLite file's host serves its own folder)."""
-        return self.store.engine.dialect.name == "postgresql"
-
-    def has_published(self) -> bool:
-        """Whether the database holds published documents (any host published the feeds into it)."""
-        return self.store.document_meta("index.html") is not None
-
     def publish(self, out: Path | None = None) -> PublishReport:
         """Regenerate the feeds from the store (into ``out``, else the configured folder); with a shared
         database, also into the database, for `monitor serve` on any host (:mod:`monitor.docsync`)."""
@@ -179,7 +169,7 @@ class App:
         report = publish(self.store, self.taxonomy, self.config.feeds, self.clock.now(),
                          queries=[q.name for q in self.config.queries], out=out,
                          min_relevance=self.config.tagging.min_relevance)
-        if self.shares_documents:
+        if self.store.shared:
             sync_folder(report.write.out, self.store)
         return report
 
@@ -316,7 +306,7 @@ class App:
                          query_names=tuple(q.name for q in self.config.queries), known_queries=self.known_query_names,
                          feeds=feeds or self.config.feeds.out, status=self.status,
                          today=lambda: self.clock.now().date(), title=self.config.feeds.title,
-                         documents=self.store if self.shares_documents else None,
+                         documents=self.store if self.store.shared else None,
                          explain=lambda paper: explain_stored(paper.article.pmid, paper, taxonomy))
         return create_app(ctx)
 
@@ -382,8 +372,4 @@ class App:
     def daemon_digest(self) -> tuple[str, dict[str, Any]]:
         """The daemon's digest job: send if due; the outcome and the fields of its log line."""
         report = self.send_digest(purpose="monitor start (digest)")
-        if report.status == "not_due":
-            return "not_due", {"last_sent": report.last_sent, "next_due": report.next_due}
-        return report.status, {"digest_id": report.digest_id, "recipients": len(report.recipients),
-                               "refused": len(report.refused) or None,
-                               "papers": report.digest.new_count if report.digest else None}
+        return report.status, report.log_fields()

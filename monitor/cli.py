@@ -455,10 +455,10 @@ def serve(app: App, host: str, port: int, out: Path | None) -> None:
     from .web.server import WebServer
 
     folder = out or app.config.feeds.out
-    if not (app.shares_documents and app.has_published()):
+    if not (app.store.shared and app.store.document_meta("index.html") is not None):  # nothing published yet
         _echo_publish(app.publish(folder))
     server = WebServer(app.web_app(folder), host=host, port=port)
-    _serve_until_stopped(server, f"the database {app.store.url}" if app.shares_documents else folder)
+    _serve_until_stopped(server, f"the database {app.store.url}" if app.store.shared else folder)
 
 
 def _serve_until_stopped(server: WebServer, folder: Path | str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jinja2
 
@@ -221,6 +221,13 @@ class DigestReport:
     last_sent: dt.datetime | None = None
     next_due: dt.datetime | None = None
     message: EmailMessage | None = field(default=None, repr=False)
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields of the daemon's log line for this outcome."""
+        if self.status == "not_due":
+            return {"last_sent": self.last_sent, "next_due": self.next_due}
+        return {"digest_id": self.digest_id, "recipients": len(self.recipients), "refused": len(self.refused) or None,
+                "papers": self.digest.new_count if self.digest else None}
 
 
 # ------------------------------------------------------------------ content (pure)

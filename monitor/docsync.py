@@ -9,7 +9,7 @@ bytes (another host publishing the same content) is read and hashed but not stor
 stay stable whichever host publishes. `monitor serve` then answers from the table on every host
 (:class:`monitor.web.feedfiles.DatabaseFeedFiles`).
 
-Done when the database is shared by nature (PostgreSQL, see :meth:`monitor.app.App.shares_documents`); on
+Done when the database is shared by nature (PostgreSQL, see :attr:`monitor.storage.base.StorageBase.shared`); on
 SQLite, the single-host default, the folder alone is served, as before.
 """
 

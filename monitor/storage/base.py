@@ -50,6 +50,12 @@ class StorageBase:
         return "fts5" if self._fts else "tsvector" if self._postgres else None
 
     @property
+    def shared(self) -> bool:
+        """Whether the database is shared by several hosts by nature (PostgreSQL), so published documents are
+        kept in it for every host; a SQLite file's host serves its own folder."""
+        return self._postgres
+
+    @property
     def url(self) -> str:
         """The database URL with any password hidden (for `monitor status` and messages)."""
         return self.engine.url.render_as_string(hide_password=True)
