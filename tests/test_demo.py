@@ -34,6 +34,12 @@ LIMIT_SECONDS = 60  # the issue's acceptance line
 MIN_RELEVANT = 40
 
 
+def _ctrl_c_works() -> None:
+    """In the child: Ctrl-C stops it as it would in a terminal, even when this test runs in a background job
+    of a non-interactive shell (which starts with SIGINT ignored, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sample_labels() -> dict[str, bool]:
     """PMID → labelled gut–skin relevant, from the sample's SOURCES.md table (written by docs/make_sample.py)."""
     rows = re.findall(r"^\| (\d+)(?: \(placeholder\))? \| [\w-]+ \| (yes|no) \|", (SAMPLE_XML.parent / "SOURCES.md")
@@ -163,7 +169,8 @@ def test_installed_demo_serves_the_feeds_on_a_free_port_and_stops_on_ctrl_c(tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
     began = time.monotonic()
     proc = subprocess.Popen([monitor_executable(), "demo", "--port", "0", "--dir", str(tmp_path / "d")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            preexec_fn=_ctrl_c_works)
     try:
         assert proc.stdout is not None
         url = None
@@ -218,7 +225,7 @@ def test_the_readme_by_hand_run_against_the_standin_finds_relevant_papers(tmp_pa
     then `monitor run --since 1990-01-01` with the shipped queries over real HTTP."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
     standin = subprocess.Popen([sys.executable, "-m", "monitor.standin", "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ctrl_c_works)
     try:
         assert standin.stdout is not None
         base = standin.stdout.readline().strip()
