@@ -171,3 +171,15 @@ def test_folding_differences_are_what_unaccent_says(both) -> None:  # type: igno
             assert a < b, query  # PostgreSQL finds more, never less
             for pmid in b - a:
                 assert query in fold(everything[pmid]) and query not in everything[pmid].lower(), (query, pmid)
+
+
+def test_postgresql_plans_each_search_for_its_own_words(both) -> None:  # type: ignore[no-untyped-def]
+    """psycopg prepares a statement after five executions, and PostgreSQL then may switch it to a generic
+    plan that cannot know how many papers a word matches (a search's statements differ only in their bound
+    words): at a million papers that made typical searches 2-4x slower (bench/RESULTS.md, Search). Every
+    connection plans each execution for its own parameters."""
+    _, postgres = both
+    for _ in range(8):  # past psycopg's prepare threshold on one pooled connection
+        search(postgres, SearchRequest("probiotic", PaperFilter(), limit=5))
+    with postgres.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"

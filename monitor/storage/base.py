@@ -105,7 +105,9 @@ class StorageBase:
 def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> Engine:
     """An engine for ``url``: SQLite in WAL mode with a busy timeout, foreign keys on, and transactions that
     can begin IMMEDIATE; PostgreSQL with the same timeout as its ``lock_timeout`` (a statement waiting for
-    another process's lock gives up instead of hanging); anything else with pre-ping (a server may drop idle
+    another process's lock gives up instead of hanging) and a plan for each execution's own parameters
+    (``plan_cache_mode``: psycopg prepares a statement run five times, and a generic plan of a search cannot
+    know how many papers its words match); anything else with pre-ping (a server may drop idle
     connections)."""
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,8 @@ def _make_engine(url: str, busy_timeout: float) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         _require_driver(parsed)
         options = " ".join(filter(None, [str(parsed.query.get("options", "")),
-                                         f"-c lock_timeout={int(busy_timeout * 1000)}"]))
+                                         f"-c lock_timeout={int(busy_timeout * 1000)}",
+                                         "-c plan_cache_mode=force_custom_plan"]))
         return sa.create_engine(parsed.difference_update_query(["options"]), pool_pre_ping=True,
                                 connect_args={"options": options})
     return sa.create_engine(url, pool_pre_ping=True)
