@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _results import write_section  # noqa: E402
-from search import bulk_load, corpus  # noqa: E402
+from search import bulk_load_sqlite, corpus, prepared_rows  # noqa: E402
 
 from monitor.storage import Storage  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
         db = Path(tmp) / "monitor.sqlite3"
         with Storage.open(f"sqlite:///{db}") as store:
             pass  # the schema
-        bulk_load(db, args.papers, corpus())
+        bulk_load_sqlite(db, args.papers, prepared_rows(corpus()))
         with Storage.open(f"sqlite:///{db}") as store:
             store.rebuild_search_index()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
