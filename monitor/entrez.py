@@ -46,11 +46,22 @@ _NUMBER = re.compile(r"[0-9]{1,18}")  # PMIDs and counts: fits a 64-bit column, 
 _SAFE_XML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 
-class RateLimiter:
-    """At most ``max_calls`` request starts in any ``period`` seconds, across threads.
+class _Start:
+    """One request's place in the limiter's window: when it started, moved to when its answer came."""
 
-    A small ``margin`` widens the window because NCBI measures arrivals, which jitter a little after our
-    send times.
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
+class RateLimiter:
+    """At most ``max_calls`` requests in any ``period`` seconds, across threads.
+
+    NCBI counts arrivals, and a request can arrive well after it started (the first on a new connection
+    waits for the TLS handshake; later ones on the open connection do not), so four starts spaced a window
+    apart can still arrive within a second. Each request therefore counts from when its answer came
+    (:meth:`settle`), by which time it had certainly arrived; a small ``margin`` widens the window further.
     """
 
     def __init__(
@@ -65,21 +76,26 @@ class RateLimiter:
         self.window = period + margin
         self._monotonic = monotonic
         self._sleep = sleep
-        self._starts: collections.deque[float] = collections.deque()
+        self._starts: collections.deque[_Start] = collections.deque()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Block until one more request may start, then record it."""
+    def acquire(self) -> _Start:
+        """Block until one more request may start, then record it; :meth:`settle` it when its answer came."""
         with self._lock:  # held while sleeping: waiters queue up in order
             while True:
                 now = self._monotonic()
                 # The epsilon keeps a sleep that lands a rounding error short from looping forever.
-                while self._starts and self._starts[0] + self.window <= now + 1e-6:
+                while self._starts and self._starts[0].at + self.window <= now + 1e-6:
                     self._starts.popleft()
                 if len(self._starts) < self.max_calls:
-                    self._starts.append(now)
-                    return
-                self._sleep(self._starts[0] + self.window - now)
+                    start = _Start(now)
+                    self._starts.append(start)
+                    return start
+                self._sleep(self._starts[0].at + self.window - now)
+
+    def settle(self, start: _Start) -> None:
+        """The answer to this request came (or the attempt ended): count it from now."""
+        start.at = max(start.at, self._monotonic())
 
 
 _shared_limiters: dict[int, RateLimiter] = {}
@@ -280,13 +296,15 @@ class EntrezClient:
         attempts = self.config.max_attempts
         unreachable: str | None = None
         for attempt in range(1, attempts + 1):
-            self.limiter.acquire()
+            start = self.limiter.acquire()
             self.requests_sent[endpoint] += 1
             try:
                 return self._attempt(endpoint, url, data, parse)
             except _Failure as failure:
                 problem, retry_after, rate_limited = failure.problem, failure.retry_after, failure.rate_limited
                 local = failure.local
+            finally:
+                self.limiter.settle(start)
             if local is not None:
                 if unreachable is not None or attempt == attempts:
                     raise Unreachable(f"{local} (the cycle stopped: nothing was fetched or stored)", url=url)

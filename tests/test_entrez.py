@@ -265,6 +265,27 @@ def test_rate_limiter_never_lets_more_than_n_start_in_a_window() -> None:
     assert starts[-1] < 4.0  # and it does not wait longer than needed
 
 
+def test_a_request_counts_from_when_its_answer_came() -> None:
+    """NCBI counts arrivals: the first request of a fresh process opens a connection (TLS handshake) and can
+    arrive well after it started, while the fourth, on the open connection, arrives at once. Counting from
+    start times, the fourth would start 1.1 s after the first started yet arrive within a second of it."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(3, monotonic=lambda: now[0], sleep=sleep)
+    answers = []
+    for _ in range(3):
+        start = limiter.acquire()
+        now[0] += 0.3  # handshake, request, answer
+        limiter.settle(start)
+        answers.append(now[0])
+    limiter.acquire()
+    assert now[0] >= answers[0] + 1.1  # not 1.1 s after the first start
+    assert now[0] < answers[0] + 1.2
+
+
 def test_rate_limiter_is_shared_and_thread_safe() -> None:
     assert shared_rate_limiter(3) is shared_rate_limiter(3)
     import time
