@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,27 @@ def require_program(name: str) -> str:
     if os.environ.get(REQUIRE_TOOLS_ENV) == "1":
         pytest.fail(f"{reason}, and {REQUIRE_TOOLS_ENV}=1 says every system program must be present")
     pytest.skip(reason)
+
+
+def start_serve(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 30) -> tuple[subprocess.Popen[str], str]:
+    """`monitor serve ARGS` in a subprocess (the installed command), and the URL it printed on start-up
+    (fails the test with its stderr if it printed none within ``timeout`` seconds)."""
+    proc = subprocess.Popen([monitor_executable(), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=cwd)
+    url = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and url is None:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            break
+        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        url = m.group(1) if m else None
+    if url is None:
+        detail = proc.stderr.read() if proc.stderr and proc.poll() is not None else "no URL printed"
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"monitor serve {' '.join(args)} did not start: {detail}")
+    return proc, url
 
 
 def monitor_executable() -> str:

@@ -31,7 +31,7 @@ import pytest
 from lxml import etree
 
 from monitor.feeds import feed_guid
-from tests.conftest import db_url, monitor_executable, require_program
+from tests.conftest import db_url, require_program, start_serve
 from tests.eutils_standin import StandIn
 from tests.harness import invoke
 from tests.tagging_data import LABELLED
@@ -368,17 +368,7 @@ def served(fw: FeedWorld) -> Iterator[tuple[FeedWorld, str, subprocess.Popen]]:
     assert fw.monitor("run", key=True).returncode == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
     env.update({"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": db_url(fw.db), "MONITOR_NOW": NOW})
-    proc = subprocess.Popen([monitor_executable(), "serve", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=fw.tmp)
-    url = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and url is None:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-        url = m.group(1) if m else None
-    assert url, proc.stderr.read() if proc.poll() is not None else "no URL printed"
+    proc, url = start_serve(["--port", "0"], env, fw.tmp)
     try:
         yield fw, url, proc
     finally:

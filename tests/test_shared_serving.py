@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import feedparser
 import pytest
 
 from monitor.docsync import servable_files
-from tests.conftest import db_url, monitor_executable
+from tests.conftest import db_url, start_serve
 from tests.eutils_standin import StandIn
 from tests.test_cycle_e2e import NOW, TODAY
 from tests.test_feeds import FeedWorld, expected_guids, get, guids, retract
@@ -44,18 +42,8 @@ def servers(fw: FeedWorld, tmp_path: Path) -> Iterator[list[tuple[str, Path]]]:
             folder = tmp_path / name
             env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
             env.update({"MONITOR_CONFIG": str(fw.config), "MONITOR_DB_URL": db_url(fw.db), "MONITOR_NOW": NOW})
-            proc = subprocess.Popen([monitor_executable(), "serve", "--port", "0", "--out", str(folder)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+            proc, url = start_serve(["--port", "0", "--out", str(folder)], env, tmp_path, timeout=60)
             procs.append(proc)
-            url = None
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and url is None:
-                line = proc.stdout.readline() if proc.stdout else ""
-                if not line:
-                    break
-                m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-                url = m.group(1) if m else None
-            assert url, proc.stderr.read() if proc.stderr and proc.poll() is not None else "no URL printed"
             found.append((url, folder))
         yield found
     finally:

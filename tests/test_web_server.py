@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import monitor_executable
+from tests.conftest import start_serve
 from tests.eutils_standin import StandIn
 from tests.test_cycle_e2e import TODAY
 from tests.web_world import WebWorld
@@ -47,17 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     world = WebWorld(StandIn(today=TODAY), tmp_path_factory.mktemp("served")).build()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITOR_", "NCBI_"))}
     env.update(world.env())
-    proc = subprocess.Popen([monitor_executable(), "serve", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=world.tmp)
-    url = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and url is None:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line:
-            break
-        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-        url = m.group(1) if m else None
-    assert url, proc.stderr.read() if proc.stderr and proc.poll() is not None else "no URL printed"
+    proc, url = start_serve(["--port", "0"], env, world.tmp)
     server = Served(proc, url)
     yield server
     if proc.poll() is None:
