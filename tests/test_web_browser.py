@@ -47,7 +47,11 @@ class Watched:
         self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}")
                      if m.type in ("error", "warning") else None)
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        # net::ERR_ABORTED is Chromium cancelling a request itself when the page navigates away (the icon,
+        # which loads after the load event, when a form is submitted at once); a failure of the server shows
+        # as another error or an HTTP status.
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}")
+                     if r.failure != "net::ERR_ABORTED" else None)
         self.page.on("response", lambda r: self.problems.append(f"HTTP {r.status}: {r.url}")
                      if r.status >= 400 else None)
 
