@@ -8,6 +8,8 @@ Guarantees:
 - a paper found by several queries is stored once and linked to each;
 - batches are stored as they arrive, each in its own transaction, so a failure part-way keeps what was
   stored, leaves the query's watermark where it was, and the next run covers the same window again;
+- a batch is stored while the next one is fetched and parsed (:mod:`monitor.pipeline`: one batch in flight,
+  stored in order; the watermark moves only after the last one is committed);
 - a degraded query (NCBI rewrote it) stores nothing and is reported, unless every phrase NCBI did not
   know has a configured fallback: then the term with those phrases replaced is searched instead, and the
   report says which phrase was replaced by what (:func:`monitor.terms.apply_fallbacks`).
@@ -20,15 +22,28 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .clock import Clock
 from .config import Config, Query
 from .entrez import EntrezClient
 from .errors import EntrezError, QueryDegraded, Stopped, Unreachable
 from .interfaces import CycleStore
+from .pipeline import BatchPipeline
 from .terms import apply_fallbacks, fallback_note, refusal
-from .types import ParsedItem, QueryReport, QueryState, RecordError, RunReport, SearchResult, Tagger
+from .types import (
+    ParsedItem,
+    QueryReport,
+    QueryState,
+    RecordError,
+    RunReport,
+    SearchResult,
+    StoreOutcome,
+    Tagger,
+)
+
+if TYPE_CHECKING:
+    from .storage.papers import PreparedBatch
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +113,9 @@ class _Tally:
     fetched: set[str] = field(default_factory=set)
     returned: set[str] = field(default_factory=set)  # every PMID EFetch answered for, malformed ones too
     missing: list[str] = field(default_factory=list)  # asked for twice, never returned
+
+
+Pipe = BatchPipeline[tuple["PreparedBatch", dt.datetime], StoreOutcome]
 
 
 class Cycle:
@@ -220,16 +238,17 @@ class Cycle:
         total = sum(len(unknown) for _, unknown in todo)
         if total:
             self.progress.begin(query.name, total)
-        for result, unknown in todo:
-            if not unknown:
-                continue
-            # The history server saves POSTing thousands of ids when the whole slice is new (backfills).
-            whole = len(unknown) == len(result.ids) == result.count and result.webenv
-            batches = self.client.efetch_history(result) if whole else self.client.efetch(unknown)
-            wanted = set(unknown)
-            for batch in batches:
-                self._store(batch, query, tally, run_id, wanted)
-            self._fetch_missing(unknown, query, tally, run_id)
+        with self._pipeline(query, run_id) as pipe:
+            for result, unknown in todo:
+                if not unknown:
+                    continue
+                # The history server saves POSTing thousands of ids when the whole slice is new (backfills).
+                whole = len(unknown) == len(result.ids) == result.count and result.webenv
+                batches = self.client.efetch_history(result) if whole else self.client.efetch(unknown)
+                wanted = set(unknown)
+                for batch in batches:
+                    self._store(pipe, batch, query, tally, wanted)
+                self._fetch_missing(pipe, unknown, query, tally)
 
     def _ingest_revisions(self, query: Query, term: str, start: dt.date, end: dt.date, tally: _Tally,
                           run_id: int) -> None:
@@ -241,11 +260,12 @@ class Cycle:
             candidates.extend(i for i in ids if i in known)  # keep NCBI's order, in linear time
         if candidates:
             self.progress.begin(query.name, len(candidates))
-            for batch in self.client.efetch(candidates):
-                self._store(batch, query, tally, run_id, set(candidates))
-            self._fetch_missing(candidates, query, tally, run_id)
+            with self._pipeline(query, run_id) as pipe:
+                for batch in self.client.efetch(candidates):
+                    self._store(pipe, batch, query, tally, set(candidates))
+                self._fetch_missing(pipe, candidates, query, tally)
 
-    def _fetch_missing(self, asked: list[str], query: Query, tally: _Tally, run_id: int) -> None:
+    def _fetch_missing(self, pipe: Pipe, asked: list[str], query: Query, tally: _Tally) -> None:
         """EFetch sometimes returns fewer records than asked for: ask once more for the ones it left out,
         then report those still missing (the next run, whose window overlaps, asks again)."""
         missing = [p for p in asked if p not in tally.returned]
@@ -254,7 +274,7 @@ class Cycle:
         log.warning("query %s: EFetch did not return %d of the %d records asked for; asking again",
                     query.name, len(missing), len(asked))
         for batch in self.client.efetch(missing):
-            self._store(batch, query, tally, run_id, set(missing))
+            self._store(pipe, batch, query, tally, set(missing))
         still = [p for p in missing if p not in tally.returned]
         tally.missing.extend(still)
         if still:
@@ -265,7 +285,17 @@ class Cycle:
         if reason:
             raise Stopped(reason)
 
-    def _store(self, batch: list[ParsedItem], query: Query, tally: _Tally, run_id: int,
+    def _pipeline(self, query: Query, run_id: int) -> Pipe:
+        """Where this query's batches are stored: each in one transaction, on a worker while the next is
+        fetched (inline for a database only this thread's connection sees)."""
+
+        def store(batch: tuple[PreparedBatch, dt.datetime]) -> StoreOutcome:
+            prepared, now = batch  # the time is read in the caller's thread: the clock is never shared
+            return self.store.store_prepared(prepared, query=query.name, now=now, run_id=run_id)
+
+        return BatchPipeline(store, threaded=self.store.threads_share_data)
+
+    def _store(self, pipe: Pipe, batch: list[ParsedItem], query: Query, tally: _Tally,
                wanted: set[str]) -> None:
         self._check_stop()  # a fetched batch is stored whole or not at all: stop before, never during
         good: list[ParsedItem] = []
@@ -278,13 +308,16 @@ class Cycle:
             elif item.pmid in wanted:
                 good.append(item)
             # Anything else NCBI sent along (it should not) is ignored rather than linked to this query.
-        outcome = self.store.store_batch(good, query=query.name, now=self.clock.now(), run_id=run_id,
-                                         tagger=self.tagger)
-        tally.new += len(outcome.new)
-        tally.updated += len(outcome.updated)
-        tally.deleted += len(outcome.deleted)
         tally.fetched.update(item.pmid for item in good if item.pmid)
-        self.progress.advance(query.name, len(batch))
+
+        def stored(outcome: StoreOutcome) -> None:
+            tally.new += len(outcome.new)
+            tally.updated += len(outcome.updated)
+            tally.deleted += len(outcome.deleted)
+            self.progress.advance(query.name, len(batch))
+
+        # Prepared (encoded, tagged) here, while the worker still stores the batch before.
+        pipe.submit((self.store.prepare_batch(good, tagger=self.tagger), self.clock.now()), stored)
 
 
 def summarize(report: RunReport) -> QueryReport:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .types import (
     DigestRecord,
@@ -36,6 +36,9 @@ from .types import (
     TextNode,
     TrendCounts,
 )
+
+if TYPE_CHECKING:
+    from .storage.papers import PreparedBatch
 
 
 @runtime_checkable
@@ -66,6 +69,14 @@ class CycleStore(RunLog, Protocol):
 
     def store_batch(self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime,
                     run_id: int | None = None, tagger: Tagger | None = None) -> StoreOutcome: ...
+
+    def prepare_batch(self, items: Sequence[ParsedItem], *, tagger: Tagger | None = None) -> PreparedBatch: ...
+
+    def store_prepared(self, batch: PreparedBatch, *, query: str | None, now: dt.datetime,
+                       run_id: int | None = None) -> StoreOutcome: ...
+
+    @property
+    def threads_share_data(self) -> bool: ...
 
 
 @runtime_checkable

@@ -144,23 +144,27 @@ def test_a_revision_stored_while_a_retag_batch_is_tagging_keeps_its_own_tags(two
     assert search(cycle, SearchRequest(None, PaperFilter(conditions=("psoriasis",)), limit=None)) == []
 
 
-def test_a_retag_started_while_a_revision_is_being_stored_tags_the_new_revision(two_stores) -> None:  # type: ignore[no-untyped-def]
-    """The other order: a cycle has written the new revision and is tagging it (transaction open) when a
-    retag starts; the retag waits for it and then reads the new revision."""
+def test_a_retag_started_while_a_revision_is_being_stored_tags_the_new_revision(two_stores, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The other order: a cycle has written the new revision, with its tags, and its transaction is still
+    open (indexing it) when a retag starts; the retag waits for it and then reads the new revision."""
+    from monitor.storage import search as search_index
+
     retagger, cycle = two_stores
     storing, go = threading.Event(), threading.Event()
     seen: list[str] = []
+    index_rows = search_index.index_rows
 
-    def slow_tagger(paper: TagInput):  # type: ignore[no-untyped-def]
+    def slow_index_rows(*args, **kwargs):  # type: ignore[no-untyped-def]
         storing.set()
         assert go.wait(30)
-        return tagger(paper)
+        return index_rows(*args, **kwargs)
 
     def recording_tagger(paper: TagInput):  # type: ignore[no-untyped-def]
         seen.append(paper.title)
         return tagger(paper)
 
-    store, store_errors = _start(lambda: cycle.store_batch([NEW], query="q", now=NOW, tagger=slow_tagger))
+    monkeypatch.setattr(search_index, "index_rows", slow_index_rows)  # only storing a batch indexes
+    store, store_errors = _start(lambda: cycle.store_batch([NEW], query="q", now=NOW, tagger=tagger))
     assert storing.wait(30)
     retag, retag_errors = _start(retagger.retag, recording_tagger)
     time.sleep(0.5)

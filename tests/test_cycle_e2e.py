@@ -473,3 +473,46 @@ def test_records_efetch_leaves_out_are_asked_for_again_then_reported(world: Worl
     assert asked  # asked for again on its own, after its batch (or the history server) left it out
     assert lost not in {p["pmid"] for p in world.export()}
     assert len(world.export()) == len(world.all_ids) - 1  # everything else is stored
+
+
+def test_a_database_failure_mid_query_keeps_the_batches_before_it_and_moves_no_watermark(world: World,
+                                                                                          tmp_path: Path) -> None:
+    """Batches are stored on a worker while the next is fetched (monitor.pipeline): a store that fails
+    is still reported as one line, the batches committed before it stay, nothing after it is stored, the
+    query's watermark stays, and the next run completes."""
+    import sqlalchemy as sa
+
+    from monitor.storage import Storage
+    from tests.conftest import on_postgres
+
+    first = world.queries[0]
+    reference = tmp_path / "reference.sqlite3"
+    assert world.monitor("run", "--query", first.name, db=reference).returncode == 0
+    world.config.write_text(world.config.read_text(encoding="utf-8").replace("batch_size = 200", "batch_size = 4"),
+                            encoding="utf-8")
+    order = sorted(world.matches[first.name], key=int, reverse=True)  # fetched newest first, four per batch
+    store = Storage.open(db_url(world.db))
+    failing = int(order[9])  # in the third batch
+    with store.engine.begin() as conn:
+        if on_postgres():
+            conn.exec_driver_sql("CREATE FUNCTION injected_failure() RETURNS trigger LANGUAGE plpgsql AS "
+                                 "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$")
+            conn.exec_driver_sql(f"CREATE TRIGGER fail BEFORE INSERT ON papers FOR EACH ROW "
+                                 f"WHEN (NEW.pmid = {failing}) EXECUTE FUNCTION injected_failure()")
+        else:
+            conn.exec_driver_sql(f"CREATE TRIGGER fail BEFORE INSERT ON papers WHEN NEW.pmid = {failing} "
+                                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+
+    failed = world.monitor("run", "--query", first.name)
+    assert failed.returncode != 0
+    assert "injected failure" in failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert [p["pmid"] for p in world.export()] == sorted(order[:8], key=int)  # two batches; the third rolled back
+    assert f"{first.name}: never run" in world.monitor("status").stdout
+
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER fail" + (" ON papers" if on_postgres() else "")))
+    store.close()
+    again = world.monitor("run", "--query", first.name)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert world.export() == world.export(db=reference)

@@ -14,6 +14,7 @@ import pytest
 
 from monitor.errors import StorageError
 from monitor.storage import Storage
+from monitor.storage.papers import PreparedBatch
 from monitor.types import PaperFilter, QueryReport, Tagging, TextTerm
 from tests.conftest import db_url, drop_databases, on_postgres
 from tests.storage_data import NOW, real_articles
@@ -55,6 +56,7 @@ def test_locked_database_is_reported_not_hung(tmp_path: Path) -> None:
 CALLS: dict[str, Callable[[Storage], Any]] = {
     "known_pmids": lambda s: s.known_pmids(["1"]),
     "store_batch": lambda s: s.store_batch(real_articles()[:1], query="q", now=NOW),
+    "store_prepared": lambda s: s.store_prepared(PreparedBatch({}, ["1"]), query="q", now=NOW),
     "link": lambda s: s.link(["1"], "q", NOW),
     "count_papers": lambda s: s.count_papers(),
     "iter_papers": lambda s: list(s.iter_papers()),
@@ -110,7 +112,7 @@ CALLS: dict[str, Callable[[Storage], Any]] = {
     "data_version": lambda s: s.data_version(),
     "trend_counts": lambda s: s.trend_counts("condition", PaperFilter(relevant_only=True)),
 }
-NOT_DATABASE_CALLS = {"open", "close", "reopened"}  # lifecycle: they make or drop connections, read nothing
+NOT_DATABASE_CALLS = {"open", "close", "reopened", "prepare_batch"}  # lifecycle, or no connection at all
 
 
 def test_every_public_method_is_listed() -> None:

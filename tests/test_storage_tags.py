@@ -61,18 +61,21 @@ def test_store_batch_tags_new_and_revised_papers_in_the_same_transaction(store: 
     from monitor.types import Tagging
 
     a, _ = real_articles()
-    seen: list[str] = []
+    verdicts = iter([("lupus",), ("psoriasis",), ("acne",)])  # a tagger whose verdict changes each call
 
     def tagger(paper: TagInput) -> Tagging:
-        seen.append(paper.title)
-        return Tagging(conditions=("lupus",), taxonomy_version="v")
+        return Tagging(conditions=next(verdicts), taxonomy_version="v")
+
+    def stored() -> tuple[str, ...]:
+        return next(store.iter_papers()).tagging.conditions
 
     store.store_batch([a], query="q", now=NOW, tagger=tagger)
-    store.store_batch([a], query="q", now=LATER, tagger=tagger)  # unchanged: not tagged again
+    assert stored() == ("lupus",)
+    store.store_batch([a], query="q", now=LATER, tagger=tagger)  # unchanged: its tags are not rewritten
+    assert stored() == ("lupus",)
     revised = dataclasses.replace(a, version=a.version + 1)
     store.store_batch([revised], query="q", now=LATER, tagger=tagger)
-    assert seen == [a.title, a.title]
-    assert next(store.iter_papers()).tagging.conditions == ("lupus",)
+    assert stored() == ("acne",)
 
 
 def test_tagging_the_compact_tag_input_equals_tagging_the_whole_article() -> None:

@@ -57,14 +57,20 @@ class Storage(PapersMixin, TagsMixin, SearchMixin, RunsMixin, DigestsMixin, Leas
             raise StorageError(f"cannot open database {safe_url(url)}: {reason(exc)}; "
                                "check storage.url / MONITOR_DB_URL") from exc
 
+    @property
+    def threads_share_data(self) -> bool:
+        """Whether a connection opened by another thread sees this database (not so for in-memory SQLite,
+        where each thread's connection is a database of its own): a batch can then be stored on a worker."""
+        url = self.engine.url
+        return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
+
     def reopened(self) -> Storage | None:
         """A new Storage on the same database with connections of its own, for a forked process (which must
         not use its parent's); None for an in-memory database, which another connection would not see. No
         connection is made until it is used."""
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if not self.threads_share_data:
             return None
-        return Storage(make_engine(url.render_as_string(hide_password=False)))
+        return Storage(make_engine(self.engine.url.render_as_string(hide_password=False)))
 
     def __enter__(self) -> Storage:
         return self

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from ..types import (
     StoredPaper,
     StoreOutcome,
     Tagger,
+    Tagging,
     TagInput,
 )
 from . import search as search_index
@@ -173,6 +175,28 @@ def notice_pmid(detail: str | None) -> str | None:
     return str(notice) if notice else None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPaper:
+    """One article in every form its transaction may write, computed without the database."""
+
+    article: Article  # NUL characters removed (:func:`encoded`)
+    data: str  # the stored JSON
+    digest: str  # content_hash(data)
+    tag_input: str  # tags.tag_input_json
+    index_row: dict[str, Any] | None  # its full-text index row (None: the database has no index)
+    tagging: Tagging | None  # the tagger's verdict, when a tagger was given
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A fetched batch ready to store (:meth:`PapersMixin.prepare_batch`). Preparing is most of the CPU a
+    store costs this process and needs no connection, so a caller can prepare one batch while the one
+    before is being stored (:mod:`monitor.pipeline`)."""
+
+    papers: dict[str, PreparedPaper]  # by PMID; the last copy of a PMID in the batch wins
+    deletions: list[str]
+
+
 class PapersMixin(StorageBase):
     """Papers, revisions, links to queries, status-change events."""
 
@@ -194,22 +218,44 @@ class PapersMixin(StorageBase):
 
         Idempotent: storing the same batch twice changes nothing the second time.
         """
-        records = {a.pmid: encoded(a) for a in items if isinstance(a, Article)}  # last copy of a PMID wins
-        deletions = [d.pmid for d in items if isinstance(d, Deletion)]
+        return self.store_prepared(self.prepare_batch(items, tagger=tagger), query=query, now=now, run_id=run_id)
+
+    def prepare_batch(self, items: Sequence[ParsedItem], *, tagger: Tagger | None = None) -> PreparedBatch:
+        """The batch in the forms :meth:`store_prepared` writes (JSON, digest, tagger input, index row and,
+        with a ``tagger``, tags); touches no connection, so any thread may call it."""
+        backend = self._search_backend
+        prepared: dict[str, PreparedPaper] = {}
+        for item in items:
+            if isinstance(item, Article):
+                article, data = encoded(item)
+                prepared[article.pmid] = PreparedPaper(
+                    article, data, content_hash(data), tag_store.tag_input_json(article),
+                    search_index.index_row(article, backend),
+                    tagger(TagInput.of(article)) if tagger is not None else None)
+        return PreparedBatch(prepared, [d.pmid for d in items if isinstance(d, Deletion)])
+
+    def store_prepared(self, batch: PreparedBatch, *, query: str | None, now: dt.datetime,
+                       run_id: int | None = None) -> StoreOutcome:
+        """:meth:`store_batch` of a prepared batch: one transaction."""
+        records = batch.papers
         with self._tx("storing papers", immediate=True) as conn:
-            old = _meta(conn, list(records) + deletions, lock=self._postgres)
+            old = _meta(conn, list(records) + batch.deletions, lock=self._postgres)
             new, updated, unchanged = _upsert_articles(conn, records, old, now, run_id)
-            changed = [records[p][0] for p in new + updated]
+            changed = [records[p] for p in new + updated]
             if changed:
-                tag_store.save_tag_inputs(conn, changed, fresh=set(new))
-                search_index.index_papers(conn, changed, fresh=set(new), backend=self._search_backend)
-            deleted = _mark_deleted(conn, deletions, old, now, run_id)
+                fresh = set(new)
+                tag_store.save_tag_inputs(conn, {p.article.pmid: p.tag_input for p in changed}, fresh=fresh)
+                search_index.index_rows(conn, [p.index_row for p in changed if p.index_row is not None],
+                                        stale=[p.article.pmid for p in changed if p.article.pmid not in fresh],
+                                        backend=self._search_backend)
+            deleted = _mark_deleted(conn, batch.deletions, old, now, run_id)
             if deleted:
                 search_index.unindex(conn, deleted, backend=self._search_backend)  # withdrawn papers are not searchable
             if query:
                 _link(conn, list(records), query, now, run_id, fresh=new)
-            if tagger is not None and changed:
-                tag_store.save_taggings(conn, {a.pmid: tagger(TagInput.of(a)) for a in changed})
+            taggings = {p.article.pmid: p.tagging for p in changed if p.tagging is not None}
+            if taggings:
+                tag_store.save_taggings(conn, taggings)
         return StoreOutcome(tuple(new), tuple(updated), tuple(unchanged), tuple(deleted))
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int:
@@ -282,18 +328,18 @@ class PapersMixin(StorageBase):
             return [StatusChange(str(r.pmid), r.kind, utc(r.at), notice_pmid(r.detail), id=r.id) for r in rows]
 
 
-def _upsert_articles(conn: Connection, records: dict[str, tuple[Article, str]], old: dict[str, StoredMeta],
+def _upsert_articles(conn: Connection, records: dict[str, PreparedPaper], old: dict[str, StoredMeta],
                      now: dt.datetime, run_id: int | None) -> tuple[list[str], list[str], list[str]]:
     """Insert new papers, rewrite revised ones (logging their events), touch unchanged ones; returns the
-    PMIDs of each. ``records``: each article with its stored JSON (:func:`encoded`)."""
+    PMIDs of each."""
     new: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []
     inserts: list[dict[str, Any]] = []
-    for pmid, (article, data) in records.items():
-        digest = content_hash(data)
-        verdict = decide(old.get(pmid), article, digest)
-        row = _paper_row(article, data, digest, now)
+    for pmid, prepared in records.items():
+        article = prepared.article
+        verdict = decide(old.get(pmid), article, prepared.digest)
+        row = _paper_row(article, prepared.data, prepared.digest, now)
         if verdict == "new":
             inserts.append({**row, "first_seen_at": now})
             new.append(pmid)

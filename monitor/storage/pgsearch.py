@@ -249,14 +249,10 @@ def snippet_texts(rows: dict[int, dict[str, str]], node: TextNode) -> dict[int, 
     return {pmid: (row["abstract"], " · ".join(row[f] for f in fields if row[f])) for pmid, row in rows.items()}
 
 
-def index_rows(conn: Connection, rows: Sequence[dict[str, Any]], stale: Sequence[int]) -> None:
-    """Write papers' index rows (:func:`monitor.storage.search.search_row` values); ``stale``: PMIDs whose
-    old row goes first. The tsvector is a generated column: PostgreSQL computes it in this statement."""
-    if stale:
-        unindex(conn, stale)
-    if rows:
-        conn.execute(paper_search.insert(), [{"pmid": r["rowid"], **{k: normalize(v) for k, v in r.items()
-                                                                     if k != "rowid"}} for r in rows])
+def search_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`monitor.storage.search.search_row` as ``paper_search`` takes it: each field's words one
+    space apart. The tsvectors are generated columns: PostgreSQL computes them when the row is inserted."""
+    return {"pmid": row["rowid"], **{k: normalize(v) for k, v in row.items() if k != "rowid"}}
 
 
 def unindex(conn: Connection, pmids: Sequence[int]) -> None:

@@ -68,19 +68,25 @@ def search_row(article: Article) -> dict[str, Any]:
     }
 
 
-def index_papers(conn: Connection, articles: Sequence[Article], fresh: set[str], *, backend: str | None) -> None:
-    """(Re)index stored papers in the full-text index of ``backend`` (``fts5``, ``tsvector``; None: no
-    index). ``fresh``: papers inserted in this transaction, which cannot be in the index yet."""
+def index_row(article: Article, backend: str | None) -> dict[str, Any] | None:
+    """The row ``backend``'s full-text index (``fts5``, ``tsvector``; None: no index) keeps of a paper:
+    :func:`search_row`, its fields split into words for PostgreSQL (:func:`pgsearch.search_fields`)."""
     if backend is None:
-        return
-    stale = [int(a.pmid) for a in articles if a.pmid not in fresh]
-    rows = [search_row(a) for a in articles]
-    if backend == "tsvector":
-        pgsearch.index_rows(conn, rows, stale)
+        return None
+    row = search_row(article)
+    return pgsearch.search_fields(row) if backend == "tsvector" else row
+
+
+def index_rows(conn: Connection, rows: Sequence[dict[str, Any]], stale: Sequence[str], *,
+               backend: str | None) -> None:
+    """(Re)index stored papers: ``rows`` from :func:`index_row`; ``stale``: PMIDs whose old row goes first
+    (papers inserted in this transaction cannot be in the index yet)."""
+    if backend is None:
         return
     if stale:
         unindex(conn, stale, backend=backend)
-    conn.execute(papers_fts.insert(), rows)
+    if rows:
+        conn.execute(pgsearch.paper_search.insert() if backend == "tsvector" else papers_fts.insert(), rows)
 
 
 def unindex(conn: Connection, pmids: Sequence[str | int], *, backend: str | None) -> None:

@@ -134,9 +134,9 @@ class _Writes:
 Stored = dict[str, tuple[str | None, str | None]]  # pmid -> (tagging JSON, taxonomy version), None if untagged
 
 
-def save_tag_inputs(conn: Connection, articles: list[Article], fresh: set[str]) -> None:
-    """Keep each paper's tagger input (new rows for new papers)."""
-    rows = [{"pmid": int(a.pmid), "tag_input": tag_input_json(a)} for a in articles]
+def save_tag_inputs(conn: Connection, inputs: dict[str, str], fresh: set[str]) -> None:
+    """Keep each paper's tagger input (:func:`tag_input_json`, by PMID; new rows for new papers)."""
+    rows = [{"pmid": int(pmid), "tag_input": tag_input} for pmid, tag_input in inputs.items()]
     inserts = [r for r in rows if str(r["pmid"]) in fresh]
     if inserts:
         conn.execute(paper_tag_inputs.insert(), inserts)
