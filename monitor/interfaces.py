@@ -1,9 +1,9 @@
 """What each consumer needs of the database, as narrow protocols.
 
-:class:`monitor.storage.Storage` satisfies every one of them (mypy checks it where :mod:`monitor.app` hands
-its store over, ``tests/test_interfaces.py`` at run time); a consumer names the smallest one that covers its calls, so a test can hand it an
-in-memory store or a fake, and a reader of the consumer sees at a glance what it touches. Only
-:mod:`monitor.app` knows the concrete class.
+:class:`monitor.storage.Storage` satisfies every one of them (mypy checks it where :mod:`monitor.app`
+hands its store over, ``tests/test_interfaces.py`` at run time); a consumer names the smallest one that
+covers its calls, so a test can hand it an in-memory store or a fake, and a reader of the consumer sees at
+a glance what it touches. Only :mod:`monitor.app` knows the concrete class.
 """
 
 from __future__ import annotations

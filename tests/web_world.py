@@ -1,4 +1,5 @@
-"""A database with real gut–skin content for the web app's tests (and docs/web_screenshots.py).
+"""A database with real gut–skin content for the web app's tests (and the screenshots in docs/ that the
+browser tests write with UPDATE_SCREENSHOTS=1).
 
 The E-utilities stand-in serves real PubMed records; fifty of them are dressed with the title and abstract
 of the fifty labelled gut–skin records (tests/data/tagging, real PubMed text), so the shipped tagger finds

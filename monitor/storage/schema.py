@@ -1,6 +1,6 @@
 """The database schema: every table, index and the full-text index's name, in one place.
 
-Kept in step with the Alembic migrations in ``monitor/migrations`` (``tests/test_store_schema.py`` compares
+Kept in step with the Alembic migrations in ``monitor/migrations`` (``tests/test_storage_schema.py`` compares
 them). Each aggregate module of :mod:`monitor.storage` reads and writes its own tables through these
 definitions; nothing outside the package sees them.
 """

@@ -10,7 +10,7 @@ of the migrations-vs-metadata comparison.
 
 The SQL below fills the index from the stored JSON. It is a frozen copy of
 ``monitor.storage.search.FTS_REBUILD_SQL`` as it was when this migration was written (a migration must not change
-when later code does); ``tests/test_search_store.py`` checks that both give the same rows as the Python
+when later code does); ``tests/test_search.py`` checks that both give the same rows as the Python
 path that indexes papers while they are stored.
 
 Revision ID: 0005
