@@ -67,9 +67,6 @@ class CycleStore(RunLog, Protocol):
 
     def link(self, pmids: Iterable[str], query: str, now: dt.datetime, run_id: int | None = None) -> int: ...
 
-    def store_batch(self, items: Sequence[ParsedItem], *, query: str | None, now: dt.datetime,
-                    run_id: int | None = None, tagger: Tagger | None = None) -> StoreOutcome: ...
-
     def prepare_batch(self, items: Sequence[ParsedItem], *, tagger: Tagger | None = None) -> PreparedBatch: ...
 
     def store_prepared(self, batch: PreparedBatch, *, query: str | None, now: dt.datetime,
